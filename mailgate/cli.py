@@ -1,0 +1,128 @@
+"""The ``mailgate`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from mailgate import __version__
+from mailgate.config import ConfigError, LoadedConfig, Settings, load_config
+from mailgate.intake import pipe
+
+log = logging.getLogger("mailgate")
+
+EX_SOFTWARE = 70
+EX_CONFIG = 78
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailgate", description="Email-first helpdesk gateway")
+    parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $MAILGATE_CONFIG, ./mailgate.toml, "
+        "/etc/mailgate/mailgate.toml, else the embedded default)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the daemon")
+    deliver = commands.add_parser(
+        "deliver", help="store one message from standard input (MTA pipe transport)"
+    )
+    deliver.add_argument("--recipient", action="append", required=True, metavar="ADDR")
+    deliver.add_argument("--sender", default="", metavar="ADDR", help="envelope sender")
+    commands.add_parser("check-config", help="validate the config and exit")
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_commands.add_parser("upgrade", help="apply schema migrations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mailgate: bad config: {exc}", file=sys.stderr)
+        # A piped message must stay queued at the MTA while the config is fixed.
+        return pipe.EX_TEMPFAIL if args.command == "deliver" else EX_CONFIG
+    from mailgate.logs import setup_logging
+
+    setup_logging(loaded.settings.log.level)
+    handlers = {
+        "serve": _serve,
+        "deliver": _deliver,
+        "check-config": _check_config,
+        "db": _db_upgrade,
+    }
+    return handlers[args.command](args, loaded)
+
+
+def _serve(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from mailgate.app import Daemon, StartupError
+    from mailgate.runtime import RuntimeConfig
+
+    daemon = Daemon(RuntimeConfig(loaded, args.config))
+    try:
+        asyncio.run(daemon.run())
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return EX_SOFTWARE
+    return 0
+
+
+def _deliver(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    raw = sys.stdin.buffer.read()
+    try:
+        return asyncio.run(_deliver_async(loaded.settings, args.sender, args.recipient, raw))
+    except Exception:
+        log.exception("deliver failed")
+        return pipe.EX_TEMPFAIL
+
+
+async def _deliver_async(settings: Settings, sender: str, recipients: list[str], raw: bytes):
+    from mailgate.addresses import RouteTable
+    from mailgate.db.migrate import needs_upgrade, upgrade
+    from mailgate.db.session import create_engine
+    from mailgate.pipeline.journal import Journal
+
+    routes = RouteTable(settings.routes)
+    refused = pipe.refusal(routes, recipients, len(raw), settings.smtp.max_message_bytes)
+    if refused is not None:
+        return refused
+    engine = create_engine(settings.database.url)
+    journal = Journal(engine, settings.database.write_timeout_seconds)
+    try:
+        if settings.database.auto_migrate and await needs_upgrade(engine):
+            await upgrade(engine)
+        return await pipe.store(journal, sender, recipients, raw)
+    finally:
+        await journal.close()
+        await engine.dispose()
+
+
+def _check_config(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    settings = loaded.settings
+    print(
+        f"{loaded.source}: OK ({len(settings.routes)} routes, {len(settings.agents)} agents, "
+        f"{len(settings.imap)} IMAP mailboxes)"
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from mailgate.db.migrate import upgrade
+    from mailgate.db.session import create_engine
+
+    async def run() -> None:
+        engine = create_engine(loaded.settings.database.url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("database schema is up to date")
+    return 0

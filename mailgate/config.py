@@ -1,0 +1,340 @@
+"""The TOML configuration: its schema, where it is found, and errors that name the key.
+
+The schema is pydantic models with ``extra="forbid"``, so a misspelt key is an error,
+not a silent default. ``*_file`` keys hold secrets outside the config file; they are
+read once at load time into the matching plain key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SEARCH_PATHS = (Path("mailgate.toml"), Path("/etc/mailgate/mailgate.toml"))
+ENV_VAR = "MAILGATE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the key and line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Database(_Section):
+    url: str = "sqlite+aiosqlite:///var/mailgate.db"
+    auto_migrate: bool = True
+    write_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class Smtp(_Section):
+    listen: list[str] = ["127.0.0.1:2525"]
+    lmtp_listen: list[str] = []
+    hostname: str = "localhost"
+    max_message_bytes: int = Field(26_214_400, gt=0)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    max_sessions: int = Field(200, gt=0)
+    max_sessions_per_client: int = Field(20, gt=0)
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+    @field_validator("listen", "lmtp_listen")
+    @classmethod
+    def _listen_addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parse_listen(value)
+        return values
+
+
+class Outbound(_Section):
+    smarthost: str = ""
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    return_path_domain: str = ""
+
+
+class Web(_Section):
+    listen: str = "127.0.0.1:8080"
+    base_url: str = "http://127.0.0.1:8080"
+    secret_key: str = ""
+    secret_key_file: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+
+class Api(_Section):
+    tokens: list[str] = []
+    tokens_file: str = ""
+
+
+class Tickets(_Section):
+    code_prefix: str = Field("TCK", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+    ack_rate_limit: str = Field("3/10m", pattern=r"^\d+/\d+[smhd]$")
+
+
+class Route(_Section):
+    address: str = Field(pattern=r"^(\*|[^@\s*+]+)@[^@\s]+$")
+    queue: str = "support"
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    tags: list[str] = []
+    locale: Literal["en", "id"] = "en"
+    assign: Literal["none", "round_robin", "least_open"] = "none"
+    agents: list[str] = []
+
+
+class Agent(_Section):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = ""
+    admin: bool = False
+
+
+class Imap(_Section):
+    name: str
+    host: str
+    port: int = 993
+    security: Literal["tls", "starttls", "none"] = "tls"
+    ca_file: str = ""
+    username: str
+    password: str = ""
+    password_file: str = ""
+    folder: str = "INBOX"
+    deliver_to: str
+    after: str = Field("seen", pattern=r"^(seen|delete|move:.+)$")
+    poll_seconds: float = Field(60.0, gt=0)
+
+
+class Auth(_Section):
+    trusted_authserv_ids: list[str] = []
+
+
+class Log(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Section):
+    database: Database = Database()
+    smtp: Smtp = Smtp()
+    outbound: Outbound = Outbound()
+    web: Web = Web()
+    api: Api = Api()
+    tickets: Tickets = Tickets()
+    routes: list[Route] = []
+    agents: list[Agent] = []
+    imap: list[Imap] = []
+    auth: Auth = Auth()
+    log: Log = Log()
+
+
+EMBEDDED_DEFAULT = """\
+# The embedded default: everything on loopback, SQLite under ./var, mail captured.
+[smtp]
+hostname = "localhost"
+
+[[routes]]
+address = "support@example.test"
+queue = "support"
+agents = ["agent@example.test"]
+
+[[agents]]
+email = "agent@example.test"
+name = "Demo Agent"
+admin = true
+"""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The validated settings and where they came from (``None`` = embedded default)."""
+
+    settings: Settings
+    path: Path | None
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "embedded default"
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """The config file to use: ``--config``, ``$MAILGATE_CONFIG``, then the search paths."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return next((path for path in SEARCH_PATHS if path.is_file()), None)
+
+
+def load_config(explicit: str | None = None) -> LoadedConfig:
+    path = find_config(explicit)
+    if path is None:
+        return LoadedConfig(parse_config(EMBEDDED_DEFAULT, "embedded default"), None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: config is not UTF-8: {exc}") from exc
+    return LoadedConfig(parse_config(text, str(path)), path)
+
+
+def parse_config(text: str, source: str) -> Settings:
+    """Validate TOML text; errors name the file, the dotted key and its line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = KeyLines(text)
+        problems = [_describe(error, lines, source) for error in exc.errors()]
+        raise ConfigError("\n".join(problems)) from exc
+    return _read_secret_files(settings, KeyLines(text), source)
+
+
+def _describe(error: dict, lines: KeyLines, source: str) -> str:
+    loc = tuple(error["loc"])
+    key = dotted(loc)
+    line = lines.line_of(loc)
+    where = f"{source}:{line}" if line else source
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{where}: {key}: {message}"
+
+
+def dotted(loc: tuple) -> str:
+    """``("routes", 1, "queue")`` -> ``routes[1].queue``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_SECRET_FILES = {
+    ("outbound",): ("password_file", "password"),
+    ("web",): ("secret_key_file", "secret_key"),
+    ("api",): ("tokens_file", "tokens"),
+}
+
+
+def _read_secret_files(settings: Settings, lines: KeyLines, source: str) -> Settings:
+    """Replace each ``*_file`` key by the content of the file it names."""
+    updates: dict[str, object] = {}
+    for (section,), (file_key, value_key) in _SECRET_FILES.items():
+        model = getattr(settings, section)
+        path = getattr(model, file_key)
+        if path:
+            secret = _read_secret(path, (section, file_key), lines, source)
+            value = secret.split() if value_key == "tokens" else secret
+            updates[section] = model.model_copy(update={value_key: value})
+    mailboxes = []
+    for index, box in enumerate(settings.imap):
+        if box.password_file:
+            loc = ("imap", index, "password_file")
+            box = box.model_copy(
+                update={"password": _read_secret(box.password_file, loc, lines, source)}
+            )
+        mailboxes.append(box)
+    updates["imap"] = mailboxes
+    return settings.model_copy(update=updates)
+
+
+def _read_secret(path: str, loc: tuple, lines: KeyLines, source: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        line = lines.line_of(loc)
+        where = f"{source}:{line}" if line else source
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{where}: {dotted(loc)}: cannot read {path}: {reason}") from exc
+
+
+class KeyLines:
+    """Maps a key path like ``("routes", 1, "queue")`` to its line in the TOML text.
+
+    tomllib reports lines only for syntax errors, so validation errors are located by
+    scanning table headers and ``key =`` lines. Values spanning lines are rare in
+    mailgate configs and simply do not get a line of their own.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple, int] = {}
+        counts: dict[str, int] = {}
+        table: tuple = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                name = header.group(2)
+                if header.group(1) == "[[":
+                    counts[name] = counts.get(name, -1) + 1
+                    table = (*name.split("."), counts[name])
+                else:
+                    table = tuple(name.split("."))
+                self._lines.setdefault(table, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                self._lines.setdefault((*table, key.group(1)), number)
+
+    def line_of(self, loc: tuple) -> int | None:
+        """The line of the key, or of the nearest enclosing table that has one."""
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self._lines:
+                return self._lines[loc[:end]]
+        return None
+
+
+def parse_listen(value: str) -> tuple[str, int] | str:
+    """``"127.0.0.1:2525"`` -> ``("127.0.0.1", 2525)``; ``"unix:/path"`` -> ``"/path"``."""
+    if value.startswith("unix:"):
+        path = value.removeprefix("unix:")
+        if not path:
+            raise ValueError("unix: needs a socket path")
+        return path
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT or unix:/path")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def state_directory() -> Path:
+    """Where mailgate keeps generated state: systemd's StateDirectory, else ./var."""
+    return Path(os.environ.get("STATE_DIRECTORY", "var").split(":")[0])
+
+
+def server_secret(settings: Settings) -> bytes:
+    """The key for signed links, cookies and reply addresses.
+
+    Without ``web.secret_key``/``secret_key_file`` one is generated once into the
+    state directory, so signed reply addresses stay valid across restarts.
+    """
+    if settings.web.secret_key:
+        return settings.web.secret_key.encode()
+    path = state_directory() / "secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()

@@ -1,0 +1,45 @@
+"""``mailgate deliver``: the pipe transport of an MTA.
+
+Exit codes follow sysexits(3), which Postfix and Exim understand: 0 stored;
+67 (EX_NOUSER) for an unknown recipient and 65 (EX_DATAERR) over the size limit, so
+the MTA bounces; 75 (EX_TEMPFAIL) when the message could not be stored, so the MTA
+keeps it queued and tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mailgate.addresses import RouteTable
+from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
+
+log = logging.getLogger(__name__)
+
+EX_OK = 0
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_TEMPFAIL = 75
+
+
+def refusal(routes: RouteTable, recipients: Sequence[str], size: int, max_bytes: int) -> int | None:
+    """The exit code for a message we must not take, or None if it is acceptable."""
+    unknown = [address for address in recipients if not routes.is_ours(address)]
+    if unknown:
+        log.error("unknown recipient(s): %s", ", ".join(unknown))
+        return EX_NOUSER
+    if size > max_bytes:
+        log.error("message of %d bytes is over max_message_bytes (%d)", size, max_bytes)
+        return EX_DATAERR
+    return None
+
+
+async def store(journal: Journal, sender: str, recipients: Sequence[str], raw: bytes) -> int:
+    """Journal one piped message; the exit code for the MTA."""
+    try:
+        entry_id = await journal.store(Arrival("pipe", sender, tuple(recipients), raw))
+    except JournalUnavailable as exc:
+        log.error("could not store the message: %s", exc)
+        return EX_TEMPFAIL
+    log.info("stored as journal entry %d", entry_id)
+    return EX_OK

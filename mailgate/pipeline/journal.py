@@ -1,0 +1,139 @@
+"""The journal: every raw message is committed here before anyone is told ``250``.
+
+Concurrent intake sessions share commits (group commit): one writer task takes
+whatever arrivals are waiting and inserts them in one transaction, so a busy server
+pays one fsync per batch rather than one per message, and an idle one still commits
+each message at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.db.models import JournalEntry
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A message as an intake adapter received it: envelope and raw bytes."""
+
+    source: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    peer: str = ""
+    helo: str = ""
+
+
+class JournalUnavailable(Exception):
+    """The message could not be committed; the sender must retry later."""
+
+
+@dataclass
+class _Pending:
+    arrival: Arrival
+    done: asyncio.Future[int]
+
+
+class Journal:
+    """Durable storage of arrivals; ``store`` returns only after the commit."""
+
+    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+        self._engine = engine
+        self._timeout = timeout
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+
+    async def store(self, arrival: Arrival) -> int:
+        """Commit ``arrival`` and return its journal id, or raise JournalUnavailable."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
+        pending = _Pending(arrival, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(pending)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.done), self._timeout)
+        except TimeoutError as exc:
+            raise JournalUnavailable(f"journal write took over {self._timeout:g}s") from exc
+
+    async def close(self) -> None:
+        """Commit what is already queued, then stop the writer."""
+        if self._writer is None or self._writer.done():
+            return
+        self._queue.put_nowait(None)
+        await self._writer
+
+    async def _write_loop(self) -> None:
+        closing = False
+        while not closing:
+            batch: list[_Pending] = []
+            item = await self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) == MAX_BATCH or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            closing = item is None
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            ids = await insert_entries(self._engine, [p.arrival for p in batch])
+        except asyncio.CancelledError:
+            for pending in batch:
+                _settle(pending.done, exc=JournalUnavailable("shutting down"))
+            raise
+        except Exception as exc:  # any database failure means "try again later"
+            log.error("journal commit failed for %d message(s): %s", len(batch), exc)
+            for pending in batch:
+                _settle(pending.done, exc=JournalUnavailable(str(exc)))
+            return
+        for pending, entry_id in zip(batch, ids, strict=True):
+            _settle(pending.done, result=entry_id)
+
+
+def _settle(future: asyncio.Future, result: int | None = None, exc: Exception | None = None):
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: a timed-out caller no longer waits for it
+    else:
+        future.set_result(result)
+
+
+async def insert_entries(engine: AsyncEngine, arrivals: Sequence[Arrival]) -> list[int]:
+    """Insert ``arrivals`` as pending journal entries in one transaction."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "received_at": now,
+            "source": a.source,
+            "mail_from": a.mail_from,
+            "recipients": list(a.recipients),
+            "peer": a.peer[:255],
+            "helo": a.helo[:255],
+            "size": len(a.raw),
+            "sha256": hashlib.sha256(a.raw).hexdigest(),
+            "raw": a.raw,
+            "state": "pending",
+            "attempts": 0,
+        }
+        for a in arrivals
+    ]
+    statement = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
+    async with engine.begin() as connection:
+        result = await connection.execute(statement, rows)
+        return [row.id for row in result]

@@ -1,0 +1,44 @@
+"""The settings a running daemon works from, swapped as a whole on SIGHUP."""
+
+from __future__ import annotations
+
+from mailgate.addresses import RouteTable
+from mailgate.config import LoadedConfig, Settings, load_config
+
+# Changing these needs a restart: sockets and the engine are built once.
+RESTART_ONLY = ("database", "smtp", "web")
+
+
+class RuntimeConfig:
+    """Holds the current settings and the route table derived from them.
+
+    Components keep a reference to this object and read ``settings``/``routes`` each
+    time they need them, so a reload takes effect without dropping connections.
+    """
+
+    def __init__(self, loaded: LoadedConfig, explicit_path: str | None = None) -> None:
+        self._explicit = explicit_path
+        self.loaded = loaded
+        self.routes = RouteTable(loaded.settings.routes)
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    def agent_emails(self) -> set[str]:
+        return {agent.email.lower() for agent in self.settings.agents}
+
+    def reload(self) -> list[str]:
+        """Load the config again (ConfigError leaves the old one in force).
+
+        Returns the sections that changed but need a restart to take effect.
+        """
+        loaded = load_config(self._explicit)
+        stale = [
+            name
+            for name in RESTART_ONLY
+            if getattr(loaded.settings, name) != getattr(self.settings, name)
+        ]
+        self.loaded = loaded
+        self.routes = RouteTable(loaded.settings.routes)
+        return stale

@@ -1,0 +1,31 @@
+"""The aiohttp application: built by ``init_app`` from what the daemon hands it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate import __version__
+from mailgate.db.session import ping
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+HEALTH_TIMEOUT_SECONDS = 3.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers, 503 (still JSON) when it does not."""
+    try:
+        await asyncio.wait_for(ping(request.app[ENGINE]), HEALTH_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure to reach the database is "unavailable"
+        body = {"status": "unavailable", "database": f"error: {exc or type(exc).__name__}"}
+        return web.json_response({**body, "version": __version__}, status=503)
+    return web.json_response({"status": "ok", "database": "ok", "version": __version__})
+
+
+def init_app(engine: AsyncEngine) -> web.Application:
+    app = web.Application()
+    app[ENGINE] = engine
+    app.router.add_get("/healthz", healthz)
+    return app
