@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 import stat
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 TEMPFAIL = "451 4.3.0 Could not store the message, please try again later"
 SHUTDOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+# Lenient on purpose (quoted local parts, IDNs), but not on brackets or blanks.
+_PLAUSIBLE_ADDRESS = re.compile(r"^[^\s<>]+@[^\s<>@]+$")
 
 
 class IntakeHandler:
@@ -35,6 +38,15 @@ class IntakeHandler:
         self._runtime = runtime
         self._journal = journal
         self._source = source
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options
+    ) -> str:
+        if address and not _PLAUSIBLE_ADDRESS.match(address):
+            return f"553 5.1.7 <{address}>: bad sender address syntax"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options

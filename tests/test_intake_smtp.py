@@ -1,0 +1,188 @@
+"""SMTP and LMTP intake against a running daemon, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+
+import pytest
+
+from tests.support import journal_entries
+
+MESSAGE = (
+    b"From: Customer <cust@client.test>\r\n"
+    b"To: support@example.test\r\n"
+    b"Subject: Printer on fire\r\n"
+    b"Message-ID: <m1@client.test>\r\n"
+    b"\r\n"
+    b"It is still burning.\r\n"
+)
+
+
+def smtp_send(port: int, sender: str, recipients: list[str], raw: bytes) -> dict:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        return client.sendmail(sender, recipients, raw)
+
+
+def lmtp_send(port: int, sender: str, recipients: list[str], raw: bytes) -> list[int]:
+    """Deliver over LMTP; the DATA reply codes, one per recipient (smtplib reads one)."""
+    with smtplib.LMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo_or_helo_if_needed()
+        client.mail(sender)
+        accepted = [r for r in recipients if client.rcpt(r)[0] == 250]
+        codes = [client.data(raw)[0]]
+        codes += [client.getreply()[0] for _ in accepted[1:]]
+        return codes
+
+
+async def test_smtp_message_is_journaled_byte_for_byte(mailgate, engine):
+    raw = MESSAGE + b"Caf\xc3\xa9 \xff\x00 binary tail\r\n"
+    await asyncio.to_thread(
+        smtp_send, mailgate.setup.smtp_port, "cust@client.test", ["support@example.test"], raw
+    )
+    [entry] = await journal_entries(engine)
+    assert entry.raw == raw
+    assert entry.source == "smtp"
+    assert entry.mail_from == "cust@client.test"
+    assert entry.recipients == ["support@example.test"]
+    assert entry.state == "pending"
+
+
+async def test_lmtp_message_is_journaled_byte_for_byte(mailgate, engine):
+    await asyncio.to_thread(
+        lmtp_send, mailgate.setup.lmtp_port, "cust@client.test", ["support@example.test"], MESSAGE
+    )
+    [entry] = await journal_entries(engine)
+    assert entry.raw == MESSAGE
+    assert entry.source == "lmtp"
+
+
+async def test_two_of_our_addresses_make_one_entry_with_two_recipients(mailgate, engine):
+    recipients = ["Support@Example.TEST", "billing+invoices@example.test"]
+    setup = mailgate.setup
+    refused = await asyncio.to_thread(
+        smtp_send, setup.smtp_port, "c@client.test", recipients, MESSAGE
+    )
+    assert refused == {}
+    codes = await asyncio.to_thread(
+        lmtp_send, setup.lmtp_port, "c@client.test", recipients, MESSAGE
+    )
+    assert codes == [250, 250]
+    entries = await journal_entries(engine)
+    assert [e.recipients for e in entries] == [recipients, recipients]
+
+
+def raw_dialogue(port: int, lines: list[bytes]) -> list[bytes]:
+    """Send ``lines`` (ending with QUIT) and return every reply line until the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"".join(line + b"\r\n" for line in lines))
+        stream = sock.makefile("rb")
+        return [line for line in stream if line[3:4] != b"-"]
+
+
+async def test_lmtp_answers_once_per_recipient(mailgate, engine):
+    lines = [
+        b"LHLO client.test",
+        b"MAIL FROM:<cust@client.test>",
+        b"RCPT TO:<support@example.test>",
+        b"RCPT TO:<nobody@example.test>",
+        b"RCPT TO:<billing@example.test>",
+        b"DATA",
+        b"Subject: two\r\n\r\nbody\r\n.",
+        b"QUIT",
+    ]
+    replies = await asyncio.to_thread(raw_dialogue, mailgate.setup.lmtp_port, lines)
+    codes = [reply[:3] for reply in replies]
+    assert codes.count(b"550") == 1
+    data_at = codes.index(b"354")
+    # After the final dot: one 250 per accepted recipient, then QUIT's 221.
+    assert codes[data_at + 1 : data_at + 3] == [b"250", b"250"]
+    [entry] = await journal_entries(engine)
+    assert entry.recipients == ["support@example.test", "billing@example.test"]
+
+
+async def test_unknown_recipient_is_550_at_rcpt(mailgate, engine):
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        await asyncio.to_thread(
+            smtp_send, mailgate.setup.smtp_port, "x@client.test", ["nobody@example.test"], MESSAGE
+        )
+    code, text = refused.value.recipients["nobody@example.test"]
+    assert code == 550 and text.startswith(b"5.1.1")
+    assert await journal_entries(engine) == []
+
+
+async def test_oversize_message_is_552_and_not_stored(setup, engine):
+    from tests.support import MailgateProcess
+
+    setup.sections["smtp"]["max_message_bytes"] = 10_000
+    daemon = MailgateProcess(setup)
+    await daemon.start()
+    try:
+        big = MESSAGE + b"x" * 20_000 + b"\r\n"
+        with pytest.raises(smtplib.SMTPException) as error:
+            await asyncio.to_thread(
+                smtp_send, setup.smtp_port, "c@client.test", ["support@example.test"], big
+            )
+        assert "552" in str(error.value)
+        assert await journal_entries(engine) == []
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_disconnect_mid_data_leaves_nothing(mailgate, engine):
+    def half_message() -> None:
+        with socket.create_connection(("127.0.0.1", mailgate.setup.smtp_port)) as sock:
+            stream = sock.makefile("rwb")
+            stream.readline()
+            for command in (
+                b"HELO c",
+                b"MAIL FROM:<c@client.test>",
+                b"RCPT TO:<support@example.test>",
+            ):
+                stream.write(command + b"\r\n")
+                stream.flush()
+                assert stream.readline()[:3] == b"250"
+            stream.write(b"DATA\r\n")
+            stream.flush()
+            assert stream.readline()[:3] == b"354"
+            stream.write(b"Subject: cut\r\n\r\nhalf a mess")
+            stream.flush()
+
+    await asyncio.to_thread(half_message)
+    await asyncio.to_thread(
+        smtp_send, mailgate.setup.smtp_port, "c@client.test", ["support@example.test"], MESSAGE
+    )
+    entries = await journal_entries(engine)
+    assert [e.raw for e in entries] == [MESSAGE]
+
+
+async def test_malformed_commands_get_5xx(mailgate):
+    lines = [
+        b"HELO",
+        b"MAIL FROM:<broken",
+        b"EHLO c",
+        b"RCPT TO:<support@example.test>",
+        b"MAIL FROM:<broken",
+        b"BOGUS",
+        b"QUIT",
+    ]
+    replies = await asyncio.to_thread(raw_dialogue, mailgate.setup.smtp_port, lines)
+    codes = [reply[:3] for reply in replies]
+    assert codes == [b"220", b"501", b"503", b"250", b"503", b"553", b"500", b"221"]
+
+
+async def test_smtputf8_and_8bitmime(mailgate, engine):
+    raw = "Subject: Grüße\r\n\r\nÜnïcödé body\r\n".encode()
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", mailgate.setup.smtp_port) as client:
+            client.ehlo()
+            assert client.has_extn("smtputf8") and client.has_extn("8bitmime")
+            client.sendmail(
+                "jürgen@client.test", ["support@example.test"], raw, mail_options=["SMTPUTF8"]
+            )
+
+    await asyncio.to_thread(send)
+    [entry] = await journal_entries(engine)
+    assert entry.raw == raw and entry.mail_from == "jürgen@client.test"
