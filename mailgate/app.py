@@ -16,7 +16,7 @@ from aiohttp import web
 
 from mailgate.config import ConfigError, parse_listen
 from mailgate.db.migrate import upgrade
-from mailgate.db.session import create_engine
+from mailgate.db.session import engine_for
 from mailgate.intake.smtp import SessionRegistry, start_listener
 from mailgate.pipeline.journal import Journal
 from mailgate.runtime import RuntimeConfig
@@ -53,7 +53,7 @@ class Daemon:
 
     async def run(self) -> None:
         settings = self.runtime.settings
-        engine = create_engine(settings.database.url)
+        engine = engine_for(settings.database)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
             if settings.database.auto_migrate:

@@ -85,14 +85,14 @@ def _deliver(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 async def _deliver_async(settings: Settings, sender: str, recipients: list[str], raw: bytes):
     from mailgate.addresses import RouteTable
     from mailgate.db.migrate import needs_upgrade, upgrade
-    from mailgate.db.session import create_engine
+    from mailgate.db.session import engine_for
     from mailgate.pipeline.journal import Journal
 
     routes = RouteTable(settings.routes)
     refused = pipe.refusal(routes, recipients, len(raw), settings.smtp.max_message_bytes)
     if refused is not None:
         return refused
-    engine = create_engine(settings.database.url)
+    engine = engine_for(settings.database)
     journal = Journal(engine, settings.database.write_timeout_seconds)
     try:
         if settings.database.auto_migrate and await needs_upgrade(engine):
@@ -114,10 +114,10 @@ def _check_config(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 def _db_upgrade(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     from mailgate.db.migrate import upgrade
-    from mailgate.db.session import create_engine
+    from mailgate.db.session import engine_for
 
     async def run() -> None:
-        engine = create_engine(loaded.settings.database.url)
+        engine = engine_for(loaded.settings.database)
         try:
             await upgrade(engine)
         finally:

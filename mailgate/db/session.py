@@ -12,36 +12,49 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
+from mailgate.config import Database
+
+# The database gives up a little before the intake's own timeout, so a write that
+# was answered 451 is not committed behind the sender's back a moment later.
+LOCK_WAIT_SHARE = 0.8
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine for ``url``; creates the directory of a SQLite file if needed."""
+def engine_for(database: Database) -> AsyncEngine:
+    """The engine for the ``[database]`` settings."""
+    return create_engine(database.url, database.write_timeout_seconds * LOCK_WAIT_SHARE)
+
+
+def create_engine(url: str, lock_wait_seconds: float = 5.0) -> AsyncEngine:
+    """An engine for ``url``; creates the directory of a SQLite file if needed.
+
+    ``lock_wait_seconds`` bounds how long a SQLite writer waits for a lock.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, lock_wait_seconds)
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _sqlite_engine(url: str) -> AsyncEngine:
+def _sqlite_engine(url: str, lock_wait_seconds: float) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in (
+    engine = create_async_engine(url, connect_args={"timeout": lock_wait_seconds})
+    pragmas = (
         "journal_mode=WAL",
         "synchronous=FULL",
-        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        f"busy_timeout={int(lock_wait_seconds * 1000)}",
         "foreign_keys=ON",
-    ):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+    )
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    return engine
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker:

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.db.models import JournalEntry
+from mailgate.db.session import LOCK_WAIT_SHARE
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class Journal:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            ids = await insert_entries(self._engine, [p.arrival for p in batch])
+            arrivals = [p.arrival for p in batch]
+            ids = await insert_entries(self._engine, arrivals, self._timeout * LOCK_WAIT_SHARE)
         except asyncio.CancelledError:
             for pending in batch:
                 _settle(pending.done, exc=JournalUnavailable("shutting down"))
@@ -114,8 +116,14 @@ def _settle(future: asyncio.Future, result: int | None = None, exc: Exception | 
         future.set_result(result)
 
 
-async def insert_entries(engine: AsyncEngine, arrivals: Sequence[Arrival]) -> list[int]:
-    """Insert ``arrivals`` as pending journal entries in one transaction."""
+async def insert_entries(
+    engine: AsyncEngine, arrivals: Sequence[Arrival], statement_seconds: float = 10.0
+) -> list[int]:
+    """Insert ``arrivals`` as pending journal entries in one transaction.
+
+    On PostgreSQL the transaction gets a statement timeout of ``statement_seconds``; a
+    SQLite engine bounds its lock wait itself (see ``create_engine``).
+    """
     now = datetime.now(UTC)
     rows = [
         {
@@ -135,5 +143,9 @@ async def insert_entries(engine: AsyncEngine, arrivals: Sequence[Arrival]) -> li
     ]
     statement = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text(f"SET LOCAL statement_timeout = {int(statement_seconds * 1000)}")
+            )
         result = await connection.execute(statement, rows)
         return [row.id for row in result]

@@ -1,0 +1,151 @@
+"""Configuration: search order, validation errors naming key and line, secret files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailgate.config import ConfigError, find_config, load_config, parse_config
+
+
+def mailgate_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_embedded_default_when_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAILGATE_CONFIG", raising=False)
+    loaded = load_config()
+    assert loaded.path is None
+    settings = loaded.settings
+    assert settings.database.url == "sqlite+aiosqlite:///var/mailgate.db"
+    assert settings.smtp.listen == ["127.0.0.1:2525"]
+    assert settings.web.listen == "127.0.0.1:8080"
+    assert settings.outbound.smarthost == ""
+    assert [r.address for r in settings.routes] == ["support@example.test"]
+
+
+def test_search_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    local = tmp_path / "mailgate.toml"
+    local.write_text("")
+    from_env = tmp_path / "env.toml"
+    monkeypatch.setenv("MAILGATE_CONFIG", str(from_env))
+    assert find_config("explicit.toml") == Path("explicit.toml")
+    assert find_config(None) == from_env
+    monkeypatch.delenv("MAILGATE_CONFIG")
+    assert find_config(None) == Path("mailgate.toml")
+
+
+def test_wrong_type_names_key_and_line():
+    text = '[smtp]\nhostname = "mx"\nmax_message_bytes = "lots"\n'
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "/etc/mailgate/mailgate.toml")
+    assert "/etc/mailgate/mailgate.toml:3: smtp.max_message_bytes:" in str(error.value)
+
+
+def test_unknown_route_field_names_key_and_line():
+    text = (
+        '[[routes]]\naddress = "support@example.test"\n\n'
+        '[[routes]]\naddress = "billing@example.test"\nqueu = "billing"\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert str(error.value) == "cfg.toml:6: routes[1].queu: unknown key"
+
+
+def test_bad_value_in_a_route():
+    text = '[[routes]]\naddress = "support@example.test"\nlocale = "fr"\n'
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert "cfg.toml:3: routes[0].locale:" in str(error.value)
+
+
+def test_toml_syntax_error_has_line():
+    with pytest.raises(ConfigError) as error:
+        parse_config('[smtp]\nhostname = "unterminated\n', "cfg.toml")
+    assert "line 2" in str(error.value)
+
+
+def test_secrets_from_files(tmp_path):
+    (tmp_path / "secret").write_text("s3cret-key\n")
+    (tmp_path / "smtp.pass").write_text("relay-pass\n")
+    (tmp_path / "tokens").write_text("tok1\ntok2\n")
+    text = (
+        f'[web]\nsecret_key_file = "{tmp_path}/secret"\n'
+        f'[outbound]\npassword_file = "{tmp_path}/smtp.pass"\n'
+        f'[api]\ntokens_file = "{tmp_path}/tokens"\n'
+    )
+    settings = parse_config(text, "cfg.toml")
+    assert settings.web.secret_key == "s3cret-key"
+    assert settings.outbound.password == "relay-pass"
+    assert settings.api.tokens == ["tok1", "tok2"]
+
+
+def test_missing_secret_file_names_key(tmp_path):
+    text = f'\n[web]\nsecret_key_file = "{tmp_path}/nope"\n'
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert str(error.value).startswith("cfg.toml:3: web.secret_key_file: cannot read")
+
+
+def test_check_config_command(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[[routes]]\naddress = "help@example.test"\n')
+    result = mailgate_cli("--config", str(good), "check-config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 routes" in result.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[smtp]\nlisten = "127.0.0.1:25"\n')
+    result = mailgate_cli("--config", str(bad), "check-config", cwd=tmp_path)
+    assert result.returncode == 78
+    assert f"{bad}:2: smtp.listen:" in result.stderr
+
+
+def test_embedded_default_starts_and_serves(tmp_path):
+    """`mailgate serve` with no config at all: the demo setup on loopback ports."""
+    import os
+    import signal
+    import socket
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MAILGATE_CONFIG"}
+    for port in (2525, 8080):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is taken by something else on this machine")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "mailgate", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", 2525)) == 0:
+                    break
+            time.sleep(0.1)
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", 2525, timeout=10) as client:
+            client.sendmail("c@client.test", ["support@example.test"], b"Subject: hi\r\n\r\nx\r\n")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    assert (tmp_path / "var" / "mailgate.db").exists()
+    assert "mailgate ready (config: embedded default)" in stderr

@@ -1,0 +1,175 @@
+"""The daemon as an admin runs it: database outages, SIGTERM, SIGHUP, /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import smtplib
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+
+import asyncpg
+import pytest
+
+from tests.support import PG_ADMIN_URL, MailgateProcess, journal_entries
+
+
+def send(port: int, body: str, recipient: str = "support@example.test") -> None:
+    raw = f"From: c@client.test\r\nSubject: {body}\r\n\r\n{body}\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("c@client.test", [recipient], raw)
+
+
+def healthz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+class DatabaseLock:
+    """Holds an exclusive lock on the journal from another connection."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+
+    async def __aenter__(self):
+        if self.url.startswith("sqlite"):
+            self.sqlite = sqlite3.connect(self.url.split("///", 1)[1], isolation_level=None)
+            self.sqlite.execute("BEGIN EXCLUSIVE")
+        else:
+            self.pg = await asyncpg.connect(self.url.replace("+asyncpg", ""))
+            self.transaction = self.pg.transaction()
+            await self.transaction.start()
+            await self.pg.execute("LOCK TABLE journal_entries IN ACCESS EXCLUSIVE MODE")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.url.startswith("sqlite"):
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+        else:
+            await self.transaction.rollback()
+            await self.pg.close()
+
+
+async def test_locked_database_gives_451_and_stores_nothing(mailgate, engine, database_url):
+    port = mailgate.setup.smtp_port
+    async with DatabaseLock(database_url):
+        with pytest.raises(smtplib.SMTPDataError) as error:
+            await asyncio.to_thread(send, port, "during-lock")
+        assert error.value.smtp_code == 451
+        assert error.value.smtp_error.startswith(b"4.3.0")
+        await asyncio.sleep(1.0)  # past the database's own timeout: nothing lands late
+    await asyncio.to_thread(send, port, "after-lock")
+    entries = await journal_entries(engine)
+    assert [e.raw.split(b"\r\n")[1] for e in entries] == [b"Subject: after-lock"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_postgres_gone_gives_451_and_503_then_recovers(setup, engine):
+
+    name = setup.database_url.rsplit("/", 1)[1]
+    daemon = MailgateProcess(setup)
+    await daemon.start()
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        with pytest.raises(smtplib.SMTPDataError) as error:
+            await asyncio.to_thread(send, setup.smtp_port, "while-down")
+        assert error.value.smtp_code == 451
+        status, body = await asyncio.to_thread(healthz, setup.web_port)
+        assert status == 503 and body["status"] == "unavailable"
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    await asyncio.to_thread(send, setup.smtp_port, "after-recovery")
+    assert (await asyncio.to_thread(healthz, setup.web_port))[0] == 200
+    assert await daemon.stop() == 0
+    entries = await journal_entries(engine)
+    assert [e.raw.split(b"\r\n")[1] for e in entries] == [b"Subject: after-recovery"]
+
+
+async def test_healthz_reports_ok(mailgate):
+    status, body = await asyncio.to_thread(healthz, mailgate.setup.web_port)
+    assert status == 200
+    assert body["status"] == "ok" and body["database"] == "ok"
+
+
+async def test_sigterm_during_a_stream_loses_nothing_that_got_250(mailgate, engine):
+    port = mailgate.setup.smtp_port
+    accepted: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(worker: int) -> None:
+        for number in range(10_000):
+            if stop.is_set():
+                return
+            token = f"w{worker}-{number}"
+            try:
+                send(port, token)
+            except (OSError, smtplib.SMTPException):
+                return  # refused or cut off: the sender would retry; not our 250
+            with lock:
+                accepted.append(token)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    while len(accepted) < 40:
+        await asyncio.sleep(0.05)
+    mailgate.signal(signal.SIGTERM)
+    exit_code = await asyncio.wait_for(mailgate.process.wait(), 30)
+    stop.set()
+    for thread in threads:
+        await asyncio.to_thread(thread.join, 30)
+    assert exit_code == 0, mailgate.log()
+    stored = {
+        e.raw.split(b"\r\n")[1].removeprefix(b"Subject: ").decode()
+        for e in await journal_entries(engine)
+    }
+    missing = set(accepted) - stored
+    assert not missing, f"{len(missing)} messages got 250 but are not in the journal"
+    assert "mailgate stopped" in mailgate.log()
+
+
+async def test_sighup_reloads_routes_without_dropping_connections(mailgate, engine):
+    setup = mailgate.setup
+    with smtplib.SMTP("127.0.0.1", setup.smtp_port, timeout=30) as open_session:
+        open_session.ehlo()
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            await asyncio.to_thread(send, setup.smtp_port, "before", "sales@example.test")
+        setup.routes.append({"address": "sales@example.test", "queue": "sales"})
+        setup.write()
+        mailgate.signal(signal.SIGHUP)
+        deadline = asyncio.get_running_loop().time() + 10
+        while "config reloaded" not in mailgate.log():
+            assert asyncio.get_running_loop().time() < deadline, mailgate.log()
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(send, setup.smtp_port, "after", "sales@example.test")
+        # The session opened before the reload still works, with the new routes.
+        refused = open_session.sendmail(
+            "c@client.test", ["sales@example.test"], b"Subject: kept\r\n\r\nx\r\n"
+        )
+        assert refused == {}
+    entries = await journal_entries(engine)
+    assert [e.recipients for e in entries] == [["sales@example.test"]] * 2
+
+
+async def test_bad_config_on_sighup_keeps_running(mailgate):
+    setup = mailgate.setup
+    setup.config_path.write_text("[smtp\nbroken")
+    mailgate.signal(signal.SIGHUP)
+    deadline = asyncio.get_running_loop().time() + 10
+    while "reload failed" not in mailgate.log():
+        assert asyncio.get_running_loop().time() < deadline, mailgate.log()
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(send, setup.smtp_port, "still-running")
