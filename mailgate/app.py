@@ -9,21 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
+import socket
+from collections import Counter
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from aiohttp import web
 
-from mailgate.config import ConfigError, parse_listen
+from mailgate.config import ConfigError, parse_listen, server_secret
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
+from mailgate.intake.imap import ImapIntake
 from mailgate.intake.smtp import SessionRegistry, start_listener
+from mailgate.outbox.compose import Composer
+from mailgate.outbox.templates import MailTemplates
+from mailgate.outbox.transport import transport_for
+from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.journal import Journal
+from mailgate.pipeline.worker import PipelineDeps, PipelineWorker, quarantined_ids
 from mailgate.runtime import RuntimeConfig
+from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 
 log = logging.getLogger(__name__)
+
+WORKER_GRACE_SECONDS = 10.0
 
 
 class StartupError(Exception):
@@ -35,6 +50,7 @@ class Daemon:
         self.runtime = runtime
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
+        self.imap_intakes: list[ImapIntake] = []  # read by the status page (issue 6)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -58,7 +74,8 @@ class Daemon:
             stack.push_async_callback(engine.dispose)
             if settings.database.auto_migrate:
                 await _guard("database upgrade", upgrade(engine))
-            journal = Journal(engine, settings.database.write_timeout_seconds)
+            delivery, pipeline = self._workers(engine)
+            journal = Journal(engine, settings.database.write_timeout_seconds, pipeline.wake)
             stack.push_async_callback(journal.close)
             web_runner = await self._start_web(engine)
             stack.push_async_callback(web_runner.cleanup)
@@ -66,20 +83,48 @@ class Daemon:
                 settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
             )
             servers = await self._start_listeners(journal, registry)
+            self.imap_intakes = self._imap_intakes(engine, pipeline.wake)
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
             async with asyncio.TaskGroup() as group:
-                background = [group.create_task(self.notifier.watchdog(), name="watchdog")]
+                workers = {"pipeline": pipeline, "delivery": delivery}
+                worker_tasks = [group.create_task(w.run(), name=n) for n, w in workers.items()]
+                others = [group.create_task(self.notifier.watchdog(), name="watchdog")]
+                others += [  # IMAP intake: one task per [[imap]] mailbox
+                    group.create_task(intake.run(), name=f"imap:{intake.config.name}")
+                    for intake in self.imap_intakes
+                ]
                 await self._stop.wait()
                 log.info("stopping: no new connections, finishing sessions in flight")
                 self.notifier.stopping()
                 for server in servers:
                     server.close()
                 await registry.drain(settings.smtp.shutdown_grace_seconds)
-                for task in background:
+                for task in others:
                     task.cancel()
+                await _finish(workers.values(), worker_tasks, WORKER_GRACE_SECONDS)
         log.info("mailgate stopped")
+
+    def _workers(self, engine) -> tuple[DeliveryWorker, PipelineWorker]:
+        """The delivery worker, and the pipeline worker that wakes it for new mail."""
+        outbound = self.runtime.settings.outbound
+        node = node_id()
+        delivery = DeliveryWorker(
+            engine,
+            transport_for(outbound),
+            node,
+            backoff_base=outbound.retry_base_seconds,
+            backoff_cap=outbound.retry_cap_seconds,
+            give_up_after=timedelta(hours=outbound.give_up_after_hours),
+        )
+        return delivery, build_pipeline(self.runtime, engine, node, delivery.wake)
+
+    def _imap_intakes(self, engine, on_commit: Callable[[], None]) -> list[ImapIntake]:
+        """One intake per ``[[imap]]`` mailbox; each journals straight into ``engine``."""
+        settings = self.runtime.settings
+        node, limit = node_id(), settings.smtp.max_message_bytes
+        return [ImapIntake(box, engine, on_commit, node, limit) for box in settings.imap]
 
     async def _start_listeners(self, journal: Journal, registry: SessionRegistry) -> list:
         smtp = self.runtime.settings.smtp
@@ -91,7 +136,7 @@ class Daemon:
         return servers
 
     async def _start_web(self, engine) -> web.AppRunner:
-        runner = web.AppRunner(init_app(engine), handle_signals=False)
+        runner = web.AppRunner(init_app(engine, self.runtime), handle_signals=False)
         await runner.setup()
         address = self.runtime.settings.web.listen
         if address:
@@ -105,6 +150,47 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+
+async def _finish(workers, tasks: list[asyncio.Task], grace: float) -> None:
+    """Let each worker end its current pass (no transaction cut in half), then cancel."""
+    for worker in workers:
+        worker.stop()
+    await asyncio.wait(tasks, timeout=grace)
+    for task in tasks:
+        task.cancel()
+
+
+def node_id() -> str:
+    """Names this process in work claims, so several nodes can share one database."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def build_pipeline(
+    runtime: RuntimeConfig, engine, node: str, on_outgoing: Callable[[], None] = lambda: None
+) -> PipelineWorker:
+    settings = runtime.settings
+    signer = Signer(server_secret(settings))
+    templates = MailTemplates(settings.templates.directory)
+    composer = Composer(templates, signer, settings.web.base_url)
+    return PipelineWorker(engine, PipelineDeps(runtime, signer, composer), node, on_outgoing)
+
+
+async def reprocess(
+    runtime: RuntimeConfig, entry_ids: list[int] | None, progress: Callable[[int, int], None]
+) -> Counter[str]:
+    """Run quarantined journal entries (all, or those named) through the pipeline again."""
+    engine = engine_for(runtime.settings.database)
+    try:
+        pipeline = build_pipeline(runtime, engine, node_id())
+        ids = entry_ids if entry_ids is not None else await quarantined_ids(engine)
+        outcomes: Counter[str] = Counter()
+        for done, entry_id in enumerate(ids, start=1):
+            outcomes[(await pipeline.process(entry_id)).split(" ")[0]] += 1
+            progress(done, len(ids))
+        return outcomes
+    finally:
+        await engine.dispose()
 
 
 async def _guard(what: str, awaitable):

@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument("--recipient", action="append", required=True, metavar="ADDR")
     deliver.add_argument("--sender", default="", metavar="ADDR", help="envelope sender")
     commands.add_parser("check-config", help="validate the config and exit")
+    again = commands.add_parser(
+        "reprocess", help="run quarantined journal entries through the pipeline again"
+    )
+    again.add_argument("--all", action="store_true", help="every quarantined entry")
+    again.add_argument("ids", nargs="*", type=int, metavar="ID", help="journal entry ids")
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     db_commands.add_parser("upgrade", help="apply schema migrations")
@@ -41,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "reprocess" and bool(args.all) == bool(args.ids):
+        parser.error("reprocess takes either --all or journal entry ids")
     try:
         loaded = load_config(args.config)
     except ConfigError as exc:
@@ -50,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         return pipe.EX_TEMPFAIL if args.command == "deliver" else EX_CONFIG
     from mailgate.logs import setup_logging
 
-    setup_logging(loaded.settings.log.level)
+    setup_logging(loaded.settings.log.level, plain=args.command == "deliver")
     handlers = {
         "serve": _serve,
         "deliver": _deliver,
         "check-config": _check_config,
+        "reprocess": _reprocess,
         "db": _db_upgrade,
     }
     return handlers[args.command](args, loaded)
@@ -77,8 +86,8 @@ def _deliver(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     raw = sys.stdin.buffer.read()
     try:
         return asyncio.run(_deliver_async(loaded.settings, args.sender, args.recipient, raw))
-    except Exception:
-        log.exception("deliver failed")
+    except Exception as exc:  # the MTA keeps the message and retries
+        log.error("4.3.0 could not store the message: %s", exc)
         return pipe.EX_TEMPFAIL
 
 
@@ -88,6 +97,8 @@ async def _deliver_async(settings: Settings, sender: str, recipients: list[str],
     from mailgate.db.session import engine_for
     from mailgate.pipeline.journal import Journal
 
+    # The MTA copies what we log into its delivery reports: keep it to our own lines.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     routes = RouteTable(settings.routes)
     refused = pipe.refusal(routes, recipients, len(raw), settings.smtp.max_message_bytes)
     if refused is not None:
@@ -101,6 +112,25 @@ async def _deliver_async(settings: Settings, sender: str, recipients: list[str],
     finally:
         await journal.close()
         await engine.dispose()
+
+
+def _reprocess(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from mailgate.app import reprocess
+    from mailgate.runtime import RuntimeConfig
+
+    ids = None if args.all else args.ids
+    outcomes = asyncio.run(reprocess(RuntimeConfig(loaded, args.config), ids, _progress_bar))
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    print(f"reprocessed {sum(outcomes.values())} entries: {summary or 'nothing to do'}")
+    return 0 if not outcomes.get("quarantined") else 1
+
+
+def _progress_bar(done: int, total: int, width: int = 30) -> None:
+    filled = width * done // max(total, 1)
+    end = "\n" if done == total else ""
+    if sys.stderr.isatty() or done == total:
+        bar = "#" * filled + "." * (width - filled)
+        print(f"\r[{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 def _check_config(args: argparse.Namespace, loaded: LoadedConfig) -> int:

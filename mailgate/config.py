@@ -62,6 +62,9 @@ class Outbound(_Section):
     password: str = ""
     password_file: str = ""
     return_path_domain: str = ""
+    retry_base_seconds: float = Field(30.0, gt=0)  # first retry; doubles each time
+    retry_cap_seconds: float = Field(3600.0, gt=0)
+    give_up_after_hours: float = Field(72.0, gt=0)
 
 
 class Web(_Section):
@@ -83,13 +86,63 @@ class Api(_Section):
     tokens_file: str = ""
 
 
+StatusCategory = Literal["new", "open", "pending", "solved", "closed"]
+
+
+class Status(_Section):
+    name: str = Field(min_length=1, max_length=32)
+    category: StatusCategory
+
+
+DEFAULT_STATUSES = [
+    Status(name="New", category="new"),
+    Status(name="Open", category="open"),
+    Status(name="Pending", category="pending"),
+    Status(name="Escalated", category="open"),
+    Status(name="Solved", category="solved"),
+    Status(name="Unresolved", category="closed"),
+    Status(name="Closed", category="closed"),
+]
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 class Tickets(_Section):
     code_prefix: str = Field("TCK", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     ack_rate_limit: str = Field("3/10m", pattern=r"^\d+/\d+[smhd]$")
+    statuses: list[Status] = DEFAULT_STATUSES
+
+    @field_validator("statuses")
+    @classmethod
+    def _usable_statuses(cls, statuses: list[Status]) -> list[Status]:
+        names = [status.name.lower() for status in statuses]
+        if len(set(names)) != len(names):
+            raise ValueError("status names must be unique")
+        categories = {status.category for status in statuses}
+        for needed in ("new", "open", "solved", "closed"):
+            if needed not in categories:
+                raise ValueError(f"needs at least one status of category {needed!r}")
+        return statuses
+
+    @property
+    def ack_limit(self) -> tuple[int, int]:
+        """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
+        count, _, period = self.ack_rate_limit.partition("/")
+        return int(count), int(period[:-1]) * _UNITS[period[-1]]
+
+    def category_of(self, status: str) -> StatusCategory | None:
+        for candidate in self.statuses:
+            if candidate.name.lower() == status.lower():
+                return candidate.category
+        return None
+
+    def first_of(self, category: StatusCategory) -> str:
+        """The first configured status of ``category`` (New for new tickets, ...)."""
+        return next(s.name for s in self.statuses if s.category == category)
 
 
 class Route(_Section):
     address: str = Field(pattern=r"^(\*|[^@\s*+]+)@[^@\s]+$")
+    name: str = ""  # display name on outgoing mail, e.g. "Example Support"
     queue: str = "support"
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
     tags: list[str] = []
@@ -119,6 +172,10 @@ class Imap(_Section):
     poll_seconds: float = Field(60.0, gt=0)
 
 
+class Templates(_Section):
+    directory: str = ""  # an admin's overrides, searched before the built-in templates
+
+
 class Auth(_Section):
     trusted_authserv_ids: list[str] = []
 
@@ -138,6 +195,7 @@ class Settings(_Section):
     agents: list[Agent] = []
     imap: list[Imap] = []
     auth: Auth = Auth()
+    templates: Templates = Templates()
     log: Log = Log()
 
 

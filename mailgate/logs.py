@@ -42,9 +42,13 @@ class LogfmtFormatter(logging.Formatter):
         return f"ts={stamp} {line}"
 
 
-def setup_logging(level: str = "info") -> None:
+def setup_logging(level: str = "info", plain: bool = False) -> None:
+    """Logfmt lines to stderr; ``plain`` gives bare messages (an MTA quotes them in DSNs)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
+    if plain:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler.setFormatter(LogfmtFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -46,6 +46,7 @@ class ParsedMessage:
     report_type: str  # the report-type parameter of multipart/report, else ""
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     defects: tuple[str, ...] = ()  # what the parser had to repair
+    part_types: tuple[str, ...] = ()  # content type of every MIME part walked, in order
 
     def header(self, name: str) -> str:
         """The first value of a header, or an empty string."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,21 @@ async def engine(database_url):
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def corpus():
+    """Raw bytes of a file in tests/data."""
+    directory = Path(__file__).parent / "data"
+    return lambda name: (directory / name).read_bytes()
+
+
+@pytest.fixture
+async def smarthost():
+    """A real SMTP sink on loopback that records what mailgate delivers."""
+    from tests.smarthost import Smarthost
+
+    sink = Smarthost()
+    await sink.start()
+    yield sink
+    await sink.stop()

@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -79,6 +81,7 @@ class MailgateSetup:
             },
         ]
         self.agents: list[dict] = []
+        self.imap: list[dict] = []  # [[imap]] mailboxes (issue 5)
 
     @property
     def config_path(self) -> Path:
@@ -90,7 +93,7 @@ class MailgateSetup:
             lines.append(f"[{name}]")
             lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
             lines.append("")
-        for table, items in (("routes", self.routes), ("agents", self.agents)):
+        for table, items in (("routes", self.routes), ("agents", self.agents), ("imap", self.imap)):
             for item in items:
                 lines.append(f"[[{table}]]")
                 lines += [f"{key} = {toml_value(value)}" for key, value in item.items()]
@@ -164,3 +167,41 @@ async def journal_entries(engine: AsyncEngine) -> list[JournalEntry]:
     async with AsyncSession(engine) as session:
         result = await session.scalars(select(JournalEntry).order_by(JournalEntry.id))
         return list(result)
+
+
+async def wait_until(check, what: str, seconds: float = 30.0, interval: float = 0.05):
+    """Poll the async ``check`` until it returns something truthy; fail after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def _api_request(setup: MailgateSetup, path: str, token: str | None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{setup.web_port}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+async def api_call(
+    setup: MailgateSetup, path: str, token: str | None = "test-token", **params
+) -> tuple[int, dict]:
+    """GET ``path`` with query ``params``; the status and the decoded JSON body."""
+    query = urllib.parse.urlencode(params)
+    return await asyncio.to_thread(_api_request, setup, f"{path}?{query}" if query else path, token)
+
+
+async def api_get(setup: MailgateSetup, path: str, **params) -> dict:
+    status, body = await api_call(setup, path, **params)
+    assert status == 200, body
+    return body

@@ -14,7 +14,7 @@ import urllib.request
 import asyncpg
 import pytest
 
-from tests.support import PG_ADMIN_URL, MailgateProcess, journal_entries
+from tests.support import PG_ADMIN_URL, MailgateProcess, journal_entries, wait_until
 
 
 def send(port: int, body: str, recipient: str = "support@example.test") -> None:
@@ -124,8 +124,7 @@ async def test_sigterm_during_a_stream_loses_nothing_that_got_250(mailgate, engi
     threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
-    while len(accepted) < 40:
-        await asyncio.sleep(0.05)
+    await wait_until(_at_least(accepted, 40), "40 messages accepted")
     mailgate.signal(signal.SIGTERM)
     exit_code = await asyncio.wait_for(mailgate.process.wait(), 30)
     stop.set()
@@ -139,6 +138,13 @@ async def test_sigterm_during_a_stream_loses_nothing_that_got_250(mailgate, engi
     missing = set(accepted) - stored
     assert not missing, f"{len(missing)} messages got 250 but are not in the journal"
     assert "mailgate stopped" in mailgate.log()
+
+
+def _at_least(items: list, count: int):
+    async def check() -> bool:
+        return len(items) >= count
+
+    return check
 
 
 async def test_sighup_reloads_routes_without_dropping_connections(mailgate, engine):

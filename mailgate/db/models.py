@@ -138,6 +138,10 @@ class Message(Base):
     agent_authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Time)
 
+    # The same Message-ID with the same content is one message, even when two nodes
+    # process two copies of it at once; a reused Message-ID with other content is not.
+    __table_args__ = (UniqueConstraint("message_id", "content_sha256"),)
+
 
 class ThreadRef(Base):
     """A Message-ID we stored or sent, and the ticket it belongs to (threading rule 2)."""

@@ -26,10 +26,10 @@ def refusal(routes: RouteTable, recipients: Sequence[str], size: int, max_bytes:
     """The exit code for a message we must not take, or None if it is acceptable."""
     unknown = [address for address in recipients if not routes.is_ours(address)]
     if unknown:
-        log.error("unknown recipient(s): %s", ", ".join(unknown))
+        log.error("5.1.1 <%s>: no such mailbox here", ">, <".join(unknown))
         return EX_NOUSER
     if size > max_bytes:
-        log.error("message of %d bytes is over max_message_bytes (%d)", size, max_bytes)
+        log.error("5.3.4 message of %d bytes is over the limit of %d bytes", size, max_bytes)
         return EX_DATAERR
     return None
 
@@ -39,7 +39,7 @@ async def store(journal: Journal, sender: str, recipients: Sequence[str], raw: b
     try:
         entry_id = await journal.store(Arrival("pipe", sender, tuple(recipients), raw))
     except JournalUnavailable as exc:
-        log.error("could not store the message: %s", exc)
+        log.error("4.3.0 could not store the message, try again later: %s", exc)
         return EX_TEMPFAIL
-    log.info("stored as journal entry %d", entry_id)
+    log.debug("stored as journal entry %d", entry_id)
     return EX_OK

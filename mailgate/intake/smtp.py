@@ -42,7 +42,8 @@ class IntakeHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options
     ) -> str:
-        if address and not _PLAUSIBLE_ADDRESS.match(address):
+        # "<>" is the null sender of bounces; aiosmtpd needs it non-empty until DATA.
+        if address != "<>" and not _PLAUSIBLE_ADDRESS.match(address):
             return f"553 5.1.7 <{address}>: bad sender address syntax"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -59,7 +60,7 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         arrival = Arrival(
             source=self._source,
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             recipients=tuple(envelope.rcpt_tos),
             raw=envelope.original_content or b"",
             peer=_peer_text(session.peer),

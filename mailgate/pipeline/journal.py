@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -51,9 +51,12 @@ class _Pending:
 class Journal:
     """Durable storage of arrivals; ``store`` returns only after the commit."""
 
-    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, timeout: float, on_commit: Callable[[], None] = lambda: None
+    ) -> None:
         self._engine = engine
         self._timeout = timeout
+        self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
 
@@ -104,6 +107,7 @@ class Journal:
             return
         for pending, entry_id in zip(batch, ids, strict=True):
             _settle(pending.done, result=entry_id)
+        self._on_commit()
 
 
 def _settle(future: asyncio.Future, result: int | None = None, exc: Exception | None = None):

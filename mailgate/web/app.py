@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate import __version__
 from mailgate.db.session import ping
+from mailgate.runtime import RuntimeConfig
+from mailgate.web import api
+from mailgate.web.keys import ENGINE, RUNTIME
 
-ENGINE = web.AppKey("engine", AsyncEngine)
 HEALTH_TIMEOUT_SECONDS = 3.0
 
 
@@ -24,8 +26,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok", "version": __version__})
 
 
-def init_app(engine: AsyncEngine) -> web.Application:
-    app = web.Application()
+def init_app(engine: AsyncEngine, runtime: RuntimeConfig) -> web.Application:
+    app = web.Application(middlewares=[api.api_errors])
     app[ENGINE] = engine
+    app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
+    api.add_routes(app)
     return app

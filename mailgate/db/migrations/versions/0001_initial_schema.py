@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 09:04:39.092974
+Create Date: 2026-11-22 09:21:18.234963
 
 """
 
@@ -205,6 +205,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
+        sa.UniqueConstraint("message_id", "content_sha256", name=op.f("uq_messages_message_id")),
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_messages_message_id"), ["message_id"], unique=False)

@@ -1,0 +1,13 @@
+"""``INSERT ... ON CONFLICT DO NOTHING`` for whichever backend the session runs on."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def insert_ignoring_conflicts(session: AsyncSession, model: type, **values: object) -> None:
+    """Insert a row unless one with the same key exists (content-addressed blobs...)."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).values(**values).on_conflict_do_nothing()
+    await session.execute(statement)

@@ -1,0 +1,142 @@
+"""Composing outgoing mail: templates in, fully-headed ``EmailMessage`` out.
+
+Every message carries a Message-ID, In-Reply-To/References to the thread,
+Thread-Topic/Thread-Index (Outlook threads on those), ``X-Loop`` with the route's
+address, a signed ``Reply-To`` and, on automatic mail, ``Auto-Submitted``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from mailgate.config import Route
+from mailgate.db.models import Ticket
+from mailgate.outbox.templates import MailTemplates
+from mailgate.signing import Signer
+
+MAX_REFERENCES = 20
+# Windows FILETIME counts 100 ns ticks since 1601-01-01.
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    message: EmailMessage
+    kind: str
+    envelope_from: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InReplyTo:
+    """The message an outgoing mail answers: its Message-ID and its References."""
+
+    message_id: str
+    references: tuple[str, ...] = ()
+
+    def chain(self) -> list[str]:
+        return [*self.references, self.message_id][-MAX_REFERENCES:]
+
+
+class Composer:
+    def __init__(self, templates: MailTemplates, signer: Signer, base_url: str) -> None:
+        self._templates = templates
+        self._signer = signer
+        self._base_url = base_url.rstrip("/")
+
+    def portal_url(self, code: str) -> str:
+        return f"{self._base_url}/t/{code}?k={self._signer.portal_token(code)}"
+
+    def ticket_url(self, code: str) -> str:
+        return f"{self._base_url}/tickets/{code}"
+
+    def acknowledgement(
+        self, ticket: Ticket, route: Route, parent: InReplyTo, customer_name: str
+    ) -> Outgoing:
+        mail = self._templates.render(
+            "acknowledgement",
+            route.locale,
+            ticket=ticket,
+            customer_name=customer_name,
+            portal_url=self.portal_url(ticket.code),
+            team_name=team_name(route),
+        )
+        message = self._headers(ticket, route, mail.subject, parent, auto="auto-replied")
+        message["To"] = HeaderAddress(customer_name, addr_spec=ticket.customer_email)
+        message["Reply-To"] = self._signer.reply_address(route.address, ticket.code)
+        message.set_content(mail.body)
+        return Outgoing(message, "acknowledgement", route.address, (ticket.customer_email,))
+
+    def agent_notification(
+        self,
+        ticket: Ticket,
+        route: Route,
+        parent: InReplyTo,
+        agent: str,
+        **details: object,
+    ) -> Outgoing:
+        """Tell ``agent`` about a new ticket or reply; ``details`` feed the template
+        (event, author, text, attachments, auto_reason)."""
+        mail = self._templates.render(
+            "agent_notification",
+            route.locale,
+            ticket=ticket,
+            ticket_url=self.ticket_url(ticket.code),
+            **details,
+        )
+        message = self._headers(ticket, route, mail.subject, parent, auto="auto-generated")
+        message["To"] = agent
+        message["Reply-To"] = self._signer.reply_address(route.address, ticket.code, agent)
+        message.set_content(mail.body)
+        return Outgoing(message, "agent_notification", route.address, (agent,))
+
+    def _headers(
+        self, ticket: Ticket, route: Route, subject: str, parent: InReplyTo, auto: str
+    ) -> EmailMessage:
+        now = datetime.now(UTC)
+        domain = route.address.rpartition("@")[2]
+        message = EmailMessage()
+        message["From"] = HeaderAddress(team_name(route), addr_spec=route.address)
+        message["Subject"] = subject
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = make_msgid(domain=domain)
+        message["In-Reply-To"] = parent.message_id
+        message["References"] = " ".join(parent.chain())
+        message["Thread-Topic"] = ticket.subject or ticket.code
+        message["Thread-Index"] = thread_index(ticket.code, ticket.created_at, now)
+        message["Auto-Submitted"] = auto
+        message["X-Loop"] = route.address
+        message["X-Mailgate-Ticket"] = ticket.code
+        return message
+
+
+def team_name(route: Route) -> str:
+    return route.name or f"{route.queue.replace('_', ' ').title()} Team"
+
+
+def thread_index(code: str, started: datetime, now: datetime) -> str:
+    """An Outlook Thread-Index: one 22-byte header per ticket, plus a 5-byte child block.
+
+    The header is the ticket's start time (FILETIME, top 6 bytes) and a GUID derived
+    from the code, so every message of a ticket shares it and Outlook groups them.
+    """
+    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    ticks = int((started - _FILETIME_EPOCH).total_seconds() * 10_000_000)
+    header = (
+        struct.pack(">Q", ticks)[:6] + hashlib.md5(code.encode(), usedforsecurity=False).digest()
+    )
+    delta = max(0, int((now - started).total_seconds() * 10_000_000)) >> 18
+    child = struct.pack(">Q", (delta & 0x7FFFFFFF) << 8)[3:8]
+    return base64.b64encode(header + child).decode()
+
+
+def recipients_of(outgoing: Sequence[Outgoing]) -> set[str]:
+    return {address for item in outgoing for address in item.recipients}

@@ -1,0 +1,50 @@
+"""Mail templates: Jinja2 files ``<locale>/<kind>.txt`` whose first line is the Subject.
+
+An admin's directory (``[templates] directory``) is searched first, so a single file
+can be overridden; the built-in templates ship in ``templates/mail``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+BUILTIN = Path(__file__).resolve().parents[2] / "templates" / "mail"
+FALLBACK_LOCALE = "en"
+
+
+def builtin_directory() -> Path:
+    """Built-in mail templates: the source tree's, else the copy installed with us."""
+    if BUILTIN.is_dir():
+        return BUILTIN
+    return Path(sys.prefix) / "share" / "mailgate" / "templates" / "mail"
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    body: str
+
+
+class MailTemplates:
+    def __init__(self, admin_directory: str = "") -> None:
+        search = [admin_directory] if admin_directory else []
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([*search, str(builtin_directory())]),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,  # plain-text mail; the web escapes on display
+        )
+
+    def render(self, kind: str, locale: str, **values: object) -> RenderedMail:
+        template = self._env.select_template(
+            [f"{locale}/{kind}.txt", f"{FALLBACK_LOCALE}/{kind}.txt"]
+        )
+        head, _, body = template.render(**values).partition("\n\n")
+        subject = head.removeprefix("Subject:").strip() if head.startswith("Subject:") else ""
+        if not subject:
+            raise ValueError(f"template {template.name} must start with a 'Subject:' line")
+        return RenderedMail(" ".join(subject.split()), body.lstrip("\n"))

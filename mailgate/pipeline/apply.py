@@ -1,0 +1,266 @@
+"""Apply: write what a message means, in the caller's single transaction.
+
+A new ticket or a reply on an existing one, the message with its attachments,
+participants, thread references, audit events, and the outgoing mail it causes
+(acknowledgement, agent notifications) all commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.config import Route
+from mailgate.db.models import (
+    Attachment,
+    AuditEvent,
+    Blob,
+    Message,
+    Participant,
+    RateEvent,
+    ThreadRef,
+    Ticket,
+    TicketTag,
+)
+from mailgate.db.upsert import insert_ignoring_conflicts
+from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
+from mailgate.outbox.queue import enqueue, suppressed
+from mailgate.pipeline.codes import new_code
+from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.thread import ThreadDecision
+from mailgate.runtime import RuntimeConfig
+
+MAX_CODE_TRIES = 20
+
+
+@dataclass(frozen=True)
+class Applied:
+    ticket: Ticket
+    message: Message
+    created: bool
+    outgoing: tuple[Outgoing, ...]
+
+
+async def apply(
+    session: AsyncSession,
+    runtime: RuntimeConfig,
+    composer: Composer,
+    inbound: Inbound,
+    decision: ThreadDecision,
+    route: Route,
+    assignee: str | None,
+) -> Applied:
+    now = datetime.now(UTC)
+    created = decision.ticket is None
+    if created:
+        ticket = await _open_ticket(session, runtime, inbound, route, assignee, now)
+        await _record_origin(session, ticket, decision, now)
+    else:
+        ticket = decision.ticket
+        _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
+    ticket.updated_at = now
+    message = await _add_message(session, ticket, inbound, now)
+    await _add_participants(session, runtime, ticket, inbound)
+    outgoing = await _outgoing(session, runtime, composer, inbound, ticket, route, created, now)
+    for item in outgoing:
+        enqueue(
+            session,
+            item.message,
+            kind=item.kind,
+            envelope_from=item.envelope_from,
+            recipients=item.recipients,
+            ticket_id=ticket.id,
+        )
+        session.add(ThreadRef(message_id=item.message["Message-ID"], ticket_id=ticket.id))
+    return Applied(ticket, message, created, tuple(outgoing))
+
+
+async def _open_ticket(session, runtime, inbound, route, assignee, now) -> Ticket:
+    settings = runtime.settings.tickets
+    ticket = Ticket(
+        code=await _unused_code(session, settings.code_prefix, now),
+        subject=inbound.message.subject[:1000],
+        customer_name=inbound.sender_name[:255],
+        customer_email=inbound.sender_email or inbound.envelope_from.lower(),
+        queue=route.queue,
+        status=settings.first_of("new"),
+        priority=route.priority,
+        assignee=assignee,
+        locale=route.locale,
+        route_address=route.address.lower(),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    await session.flush()
+    session.add_all(TicketTag(ticket_id=ticket.id, tag=tag) for tag in dict.fromkeys(route.tags))
+    session.add(
+        Participant(
+            ticket_id=ticket.id,
+            email=ticket.customer_email,
+            name=ticket.customer_name,
+            role="customer",
+        )
+    )
+    _audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
+    return ticket
+
+
+async def _unused_code(session: AsyncSession, prefix: str, now: datetime) -> str:
+    """A fresh code; the unique index settles a race between nodes (the entry retries)."""
+    for _ in range(MAX_CODE_TRIES):
+        code = new_code(prefix, now.date())
+        if await session.scalar(select(Ticket.id).where(Ticket.code == code)) is None:
+            return code
+    raise RuntimeError(f"no unused ticket code for {prefix} on {now:%Y-%m-%d}")
+
+
+async def _record_origin(session, ticket: Ticket, decision: ThreadDecision, now) -> None:
+    """Link a follow-up of a closed ticket; note a ticket a stranger quoted."""
+    if decision.follow_up_of is not None:
+        old = decision.follow_up_of
+        ticket.linked_from_id = old.id
+        _audit(session, old, "mailgate", "follow_up", now, ticket=ticket.code)
+        _audit(
+            session, ticket, "mailgate", "follow_up_of", now, ticket=old.code, note=decision.note
+        )
+    if decision.refers_to is not None:
+        old = decision.refers_to
+        _audit(session, ticket, "mailgate", "refers_to", now, ticket=old.code, note=decision.note)
+
+
+def _reopen_if_waiting(session, runtime, ticket: Ticket, actor: str, now) -> None:
+    """A customer reply moves a pending or solved ticket back to Open."""
+    tickets = runtime.settings.tickets
+    if tickets.category_of(ticket.status) in ("pending", "solved"):
+        new_status = tickets.first_of("open")
+        _audit(session, ticket, actor, "status", now, old=ticket.status, new=new_status)
+        ticket.status = new_status
+        ticket.solved_at = None
+
+
+async def _add_message(session, ticket: Ticket, inbound: Inbound, now) -> Message:
+    parsed = inbound.message
+    message = Message(
+        ticket_id=ticket.id,
+        journal_id=inbound.entry_id,
+        kind="customer",
+        message_id=parsed.message_id,
+        content_sha256=content_fingerprint(parsed),
+        from_name=inbound.sender_name[:255],
+        from_email=inbound.sender_email,
+        to_addrs=[a.email for a in parsed.to],
+        cc_addrs=[a.email for a in parsed.cc],
+        subject=parsed.subject,
+        text=parsed.text,
+        quoted_text=parsed.quoted_text,
+        html=parsed.html,
+        auto_reason=inbound.auto_reason,
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    for attachment in parsed.attachments:
+        await insert_ignoring_conflicts(
+            session, Blob, sha256=attachment.sha256, size=len(attachment.data), data=attachment.data
+        )
+        session.add(
+            Attachment(
+                message_id=message.id,
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                size=len(attachment.data),
+                sha256=attachment.sha256,
+            )
+        )
+    session.add(ThreadRef(message_id=parsed.message_id, ticket_id=ticket.id))
+    return message
+
+
+async def _add_participants(session, runtime: RuntimeConfig, ticket: Ticket, inbound) -> None:
+    """The customer's To/Cc, minus our own addresses and agents, join as CC participants."""
+    agents = runtime.agent_emails()
+    wanted = {}
+    for address in (*inbound.message.to, *inbound.message.cc):
+        email = address.email.lower()
+        if email and not runtime.routes.is_ours(email) and email not in agents:
+            wanted.setdefault(email, address.name)
+    if not wanted:
+        return
+    known = set(
+        await session.scalars(select(Participant.email).where(Participant.ticket_id == ticket.id))
+    )
+    for email, name in wanted.items():
+        if email not in known:
+            session.add(Participant(ticket_id=ticket.id, email=email, name=name[:255], role="cc"))
+
+
+async def _outgoing(session, runtime, composer, inbound, ticket, route, created, now):
+    if inbound.automatic:
+        return []
+    parent = InReplyTo(inbound.message.message_id, inbound.message.references)
+    outgoing = []
+    if created:
+        ack = await _acknowledgement(
+            session, runtime, composer, inbound, ticket, route, parent, now
+        )
+        if ack is not None:
+            outgoing.append(ack)
+    for agent in _agents_to_notify(ticket, route):
+        outgoing.append(
+            composer.agent_notification(
+                ticket,
+                route,
+                parent,
+                agent,
+                event="new" if created else "reply",
+                author=f"{inbound.sender_name} <{inbound.sender_email}>".strip(),
+                text=inbound.message.text,
+                attachments=[a.filename for a in inbound.message.attachments],
+                auto_reason=None,
+            )
+        )
+    return outgoing
+
+
+async def _acknowledgement(session, runtime, composer, inbound, ticket, route, parent, now):
+    email = ticket.customer_email
+    if await suppressed(session, [email]):
+        inbound_note = f"{email} is suppressed after a hard bounce"
+        _audit(session, ticket, "mailgate", "ack_skipped", now, reason=inbound_note)
+        return None
+    limit, period = runtime.settings.tickets.ack_limit
+    key = f"ack:{email}"
+    recent = await session.scalar(
+        select(func.count())
+        .select_from(RateEvent)
+        .where(RateEvent.key == key, RateEvent.at > now - timedelta(seconds=period))
+    )
+    if recent >= limit:
+        rate = runtime.settings.tickets.ack_rate_limit
+        reason = f"acknowledgement rate limit reached for {email} ({rate})"
+        _audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
+        return None
+    session.add(RateEvent(key=key, at=now))
+    return composer.acknowledgement(ticket, route, parent, ticket.customer_name)
+
+
+def _agents_to_notify(ticket: Ticket, route: Route) -> list[str]:
+    if ticket.assignee:
+        return [ticket.assignee]
+    return list(dict.fromkeys(agent.lower() for agent in route.agents))
+
+
+def _audit(session, subject: Ticket, actor: str, action: str, now, **data) -> None:
+    session.add(
+        AuditEvent(
+            ticket_id=subject.id,
+            at=now,
+            actor=actor,
+            action=action,
+            data={k: v for k, v in data.items() if v is not None},
+        )
+    )

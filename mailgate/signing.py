@@ -1,0 +1,59 @@
+"""Signed reply addresses and portal tokens, keyed by the server secret.
+
+A reply address is ``local+<code>.<mac>@domain`` for a customer's thread and
+``local+<code>.<mac>@domain`` with the MAC also binding an agent's address for that
+agent. MTAs and mail clients sometimes change the case of a local part, so codes and
+MACs are compared case-insensitively (base32 has one case).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailgate.addresses import detail_of
+
+MAC_CHARS = 16
+
+
+@dataclass(frozen=True)
+class SignedReply:
+    code: str
+    agent: str | None  # the agent the address was made for; None for a customer
+
+
+class Signer:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, *parts: str) -> str:
+        message = "\0".join(parts).encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.b32encode(digest).decode().lower()[:MAC_CHARS]
+
+    def reply_address(self, route_address: str, code: str, agent: str | None = None) -> str:
+        """``support+<code>.<mac>@domain``: threads to ``code`` (as ``agent``, if given)."""
+        local, _, domain = route_address.rpartition("@")
+        mac = self._mac("reply", code.upper(), (agent or "").lower())
+        return f"{local}+{code.lower()}.{mac}@{domain}"
+
+    def read_reply_address(self, address: str, agents: Iterable[str]) -> SignedReply | None:
+        """The code (and agent) a signed reply address was made for, or None if forged."""
+        code, _, mac = detail_of(address).lower().rpartition(".")
+        if not code or len(mac) != MAC_CHARS:
+            return None
+        code = code.upper()
+        for agent in (None, *agents):
+            expected = self._mac("reply", code, (agent or "").lower())
+            if hmac.compare_digest(expected, mac):
+                return SignedReply(code, agent)
+        return None
+
+    def portal_token(self, code: str) -> str:
+        return self._mac("portal", code.upper())
+
+    def check_portal_token(self, code: str, token: str) -> bool:
+        return hmac.compare_digest(self.portal_token(code), token.lower())

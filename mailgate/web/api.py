@@ -1,0 +1,219 @@
+"""The JSON API under ``/api/v1``: bearer tokens, stable shapes (PRODUCT.md), JSON errors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import Attachment, Message, Ticket, TicketTag
+from mailgate.web.keys import ENGINE, RUNTIME
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="mailgate"'
+    return response
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler):
+    """Every answer under /api is JSON, errors included (also 404 and 405 from routing)."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        _authenticate(request)
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except Exception:
+        log.exception("API error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error, see the server log")
+
+
+def _authenticate(request: web.Request) -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    tokens = request.app[RUNTIME].settings.api.tokens
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "a bearer token is required")
+    if not any(hmac.compare_digest(token.strip(), known) for known in tokens):
+        raise ApiError(401, "unauthorized", "unknown bearer token")
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    limit = _limit(request.query.get("limit"))
+    query = _filtered(select(Ticket), request.query).order_by(Ticket.id.desc()).limit(limit + 1)
+    if request.query.get("cursor"):
+        query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
+    async with AsyncSession(request.app[ENGINE]) as session:
+        tickets = list(await session.scalars(query))
+        page = tickets[:limit]
+        shapes = await ticket_shapes(session, page)
+    next_cursor = _encode_cursor(page[-1].id) if len(tickets) > limit else None
+    return web.json_response({"tickets": shapes, "next_cursor": next_cursor})
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    code = request.match_info["code"].upper()
+    async with AsyncSession(request.app[ENGINE]) as session:
+        ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
+        if ticket is None:
+            raise ApiError(404, "not_found", f"no ticket {code}")
+        [shape] = await ticket_shapes(session, [ticket])
+        shape["messages"] = await message_shapes(session, ticket.id)
+    return web.json_response(shape)
+
+
+def _filtered(query, params):
+    if params.get("status"):
+        query = query.where(func.lower(Ticket.status) == params["status"].lower())
+    if params.get("queue"):
+        query = query.where(Ticket.queue == params["queue"])
+    if "assignee" in params:
+        assignee = params["assignee"].lower()
+        query = query.where(
+            Ticket.assignee.is_(None) if assignee in ("", "none") else Ticket.assignee == assignee
+        )
+    if params.get("customer"):
+        query = query.where(Ticket.customer_email == params["customer"].lower())
+    if params.get("q"):
+        pattern = f"%{params['q']}%"
+        in_text = select(Message.ticket_id).where(Message.text.ilike(pattern))
+        query = query.where(Ticket.subject.ilike(pattern) | Ticket.id.in_(in_text))
+    return query
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, "bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _encode_cursor(ticket_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{ticket_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = text.partition(":")
+        if prefix == "id" and value.isdigit():
+            return int(value)
+    except (binascii.Error, UnicodeDecodeError):
+        pass
+    raise ApiError(400, "bad_request", "cursor is not one this API handed out")
+
+
+async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[dict]:
+    ids = [ticket.id for ticket in tickets]
+    counts = dict(
+        (
+            await session.execute(
+                select(Message.ticket_id, func.count())
+                .where(Message.ticket_id.in_(ids))
+                .group_by(Message.ticket_id)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    tags: dict[int, list[str]] = {}
+    for ticket_id, tag in await session.execute(
+        select(TicketTag.ticket_id, TicketTag.tag)
+        .where(TicketTag.ticket_id.in_(ids))
+        .order_by(TicketTag.tag)
+    ):
+        tags.setdefault(ticket_id, []).append(tag)
+    return [_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0)) for t in tickets]
+
+
+def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:
+    return {
+        "code": ticket.code,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "queue": ticket.queue,
+        "assignee": ticket.assignee,
+        "customer": {"name": ticket.customer_name, "email": ticket.customer_email},
+        "tags": tags,
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+        "first_response_at": _iso(ticket.first_response_at),
+        "solved_at": _iso(ticket.solved_at),
+        "message_count": message_count,
+    }
+
+
+async def message_shapes(session: AsyncSession, ticket_id: int) -> list[dict]:
+    messages = list(
+        await session.scalars(
+            select(Message).where(Message.ticket_id == ticket_id).order_by(Message.id)
+        )
+    )
+    attachments: dict[int, list[dict]] = {}
+    for item in await session.scalars(
+        select(Attachment)
+        .where(Attachment.message_id.in_([m.id for m in messages]))
+        .order_by(Attachment.id)
+    ):
+        attachments.setdefault(item.message_id, []).append(
+            {
+                "filename": item.filename,
+                "content_type": item.content_type,
+                "size": item.size,
+                "sha256": item.sha256,
+            }
+        )
+    return [
+        {
+            "id": m.id,
+            "kind": m.kind,
+            "from": m.from_email,
+            "to": m.to_addrs,
+            "cc": m.cc_addrs,
+            "subject": m.subject,
+            "text": m.text,
+            "created_at": _iso(m.created_at),
+            "message_id": m.message_id,
+            "auto_reason": m.auto_reason,
+            "attachments": attachments.get(m.id, []),
+        }
+        for m in messages
+    ]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes; they are UTC)."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/tickets", list_tickets)
+    app.router.add_get("/api/v1/tickets/{code}", get_ticket)

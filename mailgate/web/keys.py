@@ -1,0 +1,9 @@
+"""Typed keys for what the composition root hangs on the aiohttp application."""
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.runtime import RuntimeConfig
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+RUNTIME = web.AppKey("runtime", RuntimeConfig)

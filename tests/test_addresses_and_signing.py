@@ -1,0 +1,72 @@
+"""Our addresses, ticket codes and signed reply addresses: pure functions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailgate.addresses import RouteTable, base_address
+from mailgate.config import Route
+from mailgate.pipeline.codes import ALPHABET, codes_in, new_code
+from mailgate.signing import Signer
+
+ROUTES = RouteTable(
+    [
+        Route(address="support@example.test", queue="support"),
+        Route(address="Billing@Example.test", queue="billing"),
+        Route(address="*@help.example.test", queue="catch"),
+    ]
+)
+
+
+def test_recipients_match_case_insensitively_with_subaddresses():
+    assert ROUTES.match("SUPPORT@EXAMPLE.TEST").queue == "support"
+    assert ROUTES.match("support+tck-1.abc@example.test").queue == "support"
+    assert ROUTES.match("<billing@example.test>").queue == "billing"
+    assert ROUTES.match("anything@help.example.test").queue == "catch"
+    assert ROUTES.match("sales@example.test") is None
+    assert ROUTES.match("not-an-address") is None
+    assert base_address("Support+X@Example.Test") == "support@example.test"
+
+
+def test_ticket_codes_have_the_documented_shape():
+    code = new_code("TCK", date(2025, 7, 25))
+    assert code.startswith("TCK-20250725-") and len(code) == 17
+    assert all(char in ALPHABET for char in code[-4:])
+    assert not set("01ILOUV") & set(ALPHABET)
+
+
+def test_codes_found_in_reply_subjects():
+    subject = "Re: AW: Fwd: [tck-20250725-7pxa] Printer"
+    assert codes_in(subject, "TCK") == ["TCK-20250725-7PXA"]
+    assert codes_in("XTCK-20250725-7PXA", "TCK") == []
+    assert codes_in("TCK-20250725-7PX0", "TCK") == []
+
+
+def test_signed_reply_addresses():
+    signer = Signer(b"k" * 32)
+    agents = ["alice@example.test", "bob@example.test"]
+    customer = signer.reply_address("support@example.test", "TCK-20250725-7PXA")
+    for_alice = signer.reply_address("support@example.test", "TCK-20250725-7PXA", agents[0])
+    assert customer.startswith("support+tck-20250725-7pxa.") and customer != for_alice
+    read = signer.read_reply_address(customer.upper(), agents)
+    assert (read.code, read.agent) == ("TCK-20250725-7PXA", None)
+    assert signer.read_reply_address(for_alice, agents).agent == "alice@example.test"
+    forged = customer.replace("7pxa", "7pxb")
+    assert signer.read_reply_address(forged, agents) is None
+    other_key = Signer(b"x" * 32)
+    assert other_key.read_reply_address(customer, agents) is None
+
+
+@given(st.text(max_size=80))
+def test_reading_any_address_never_raises(address):
+    Signer(b"k" * 32).read_reply_address(address, ["a@b.c"])
+
+
+def test_portal_tokens():
+    signer = Signer(b"k" * 32)
+    token = signer.portal_token("TCK-20250725-7PXA")
+    assert signer.check_portal_token("tck-20250725-7pxa", token.upper())
+    assert not signer.check_portal_token("TCK-20250725-7PXB", token)
