@@ -184,3 +184,10 @@ def test_reasons_are_one_bounded_line():
         v for v in classify(message, "greg@example.org") if v.reason.startswith("List-Id")
     ]
     assert len(verdict.reason) <= rules.MAX_REASON + len("List-Id: ") and "\n" not in verdict.reason
+
+
+def test_unknown_return_path_is_not_a_bounce():
+    """IMAP mail without a Return-Path header: the sender is unknown, not empty."""
+    message = load("customer_plain.eml")
+    assert classify(message, None) == ()
+    assert classify(message, "")[0].kind == "bounce"

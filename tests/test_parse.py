@@ -91,6 +91,13 @@ def test_unknown_charset_is_noted():
     )
 
 
+def test_utf8_text_labelled_us_ascii_or_latin1_is_read_as_utf8():
+    for label in (b"us-ascii", b"iso-8859-1"):
+        message = parse(b"Content-Type: text/plain; charset=" + label + "\r\n\r\ncafé ✓".encode())
+        assert message.text == "café ✓"
+    assert parse(b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\ncaf\xe9").text == "café"
+
+
 def test_address_domain_is_lower_cased_and_local_part_kept():
     message = load("utf8_headers.eml")
     assert message.sender.email == "joerg@example.de"
@@ -346,6 +353,50 @@ def test_costly_structures_raise_quickly(raw_mail):
     with pytest.raises(ParseError):
         parse(raw_mail)
     assert time.perf_counter() - started < 2
+
+
+HOSTILE_HEADERS = {
+    "content-type-params": b"Content-Type: text/plain; " + b"a=b; " * 200_000 + b"\r\n\r\nx",
+    "rfc2231-continuations": b'Content-Type: multipart/mixed; boundary="a"\r\n\r\n--a\r\n'
+    b"Content-Disposition: attachment; "
+    + b"".join(b"filename*%d=a; " % i for i in range(60_000))
+    + b"\r\n\r\nx\r\n--a--",
+    "nested-comments-in-to": b"To: " + b"(" * 30_000 + b"\r\n\r\nx",
+    "many-angles-in-to": b"To: " + b"<" * 30_000 + b"\r\n\r\nx",
+    "parts-with-long-params": b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    + b"".join(
+        b"--b\r\nContent-Type: text/plain; " + b"a=b; " * 4000 + b"\r\n\r\nx\r\n"
+        for _ in range(300)
+    )
+    + b"--b--\r\n",
+    "header-flood": b"X-A: b\r\n" * 60_000 + b"\r\nx",
+    "references-without-at": b"References: " + b"a" * 30_000 + b"\r\n\r\nx",
+    "spaces-before-angle-in-to": b"To: a" + b" " * 30_000 + b"<\r\n\r\nx",
+}
+
+
+@pytest.mark.parametrize("raw_mail", HOSTILE_HEADERS.values(), ids=HOSTILE_HEADERS.keys())
+def test_hostile_headers_finish_quickly(raw_mail):
+    started = time.perf_counter()
+    with contextlib.suppress(ParseError):
+        parse(raw_mail)
+    assert time.perf_counter() - started < 2
+
+
+def test_stdlib_parameter_bugs_do_not_escape():
+    mixed = b"charset*=x; charset*0=y\r\nContent-Disposition: inline; filename*=a; filename*0=b"
+    assert parse(b"Content-Type: text/plain; " + mixed + b"\r\n\r\nhi").text == "hi"
+    with pytest.raises(ParseError, match="stdlib parser failed"):
+        parse(b"Content-Type: multipart/mixed; boundary*=x; boundary*0=y\r\n\r\n--x\r\n\r\nhi")
+
+
+def test_deeply_nested_html_is_kept_as_text_only():
+    started = time.perf_counter()
+    message = parse(b"Content-Type: text/html\r\n\r\n" + b"<div>" * 100_000 + b"<p>deep &amp; x")
+    assert time.perf_counter() - started < 2
+    assert message.html is None
+    assert message.text == "deep & x"
+    assert "HTML nested too deeply to sanitise: kept as text only" in message.defects
 
 
 # --- attachments -----------------------------------------------------------------------

@@ -246,3 +246,32 @@ async def test_smarthost_down_acks_wait_and_go_out_later(setup, smarthost, engin
         assert ack.message["Subject"].endswith("While down")
     finally:
         assert await process.stop() == 0
+
+
+EXPECTED_TEXT = {
+    "iso2022jp.eml": ("請求書の金額", "請求書の金額が間違っています。"),
+    "koi8r.eml": ("Заказ", "Заказ 42 не пришёл."),
+    "gb2312.eml": ("发票问题", "发票有问题"),
+    "windows1252_as_latin1.eml": ("Price question", "The \u201cbasic\u201d plan costs \u20ac50"),
+    "utf8_headers.eml": ("Grüße aus München \u2013 Bestellung ✓", "Lieferung für Bestellung 77"),
+}
+
+
+async def test_odd_mail_corpus_never_crashes_or_loses_a_message(daemon, engine, corpus):
+    """Every file in tests/data through SMTP: each ends as a ticket message or in
+    quarantine, the daemon stays healthy, and text arrives without mojibake."""
+    from pathlib import Path
+
+    names = sorted(p.name for p in (Path(__file__).parent / "data").glob("*.eml"))
+    for name in names:
+        await asyncio.to_thread(send, daemon.setup.smtp_port, corpus(name))
+    entries = await settled(engine, len(names))
+    assert len(entries) == len(names)
+    assert {e.state for e in entries} <= {"done", "duplicate", "quarantined"}
+    assert daemon.healthy()
+    by_subject = {}
+    for listed in await tickets(daemon, limit=500):
+        shown = await ticket(daemon, listed["code"])
+        by_subject[listed["subject"]] = shown["messages"][0]["text"]
+    for name, (subject, text) in EXPECTED_TEXT.items():
+        assert text in by_subject[subject], name

@@ -107,8 +107,9 @@ def non_delivery(msg: ParsedMessage, envelope_sender: str) -> Verdict | None:
     return None
 
 
-def empty_return_path(msg: ParsedMessage, envelope_sender: str) -> Verdict | None:
-    if envelope_sender.strip() in ("", "<>"):
+def empty_return_path(msg: ParsedMessage, envelope_sender: str | None) -> Verdict | None:
+    """``None`` is an unknown return path (mail fetched by IMAP without Return-Path)."""
+    if envelope_sender is not None and envelope_sender.strip() in ("", "<>"):
         return Verdict("bounce", "return path is empty (bounce)")
     return None
 
@@ -117,7 +118,7 @@ _DAEMONS = {"mailer-daemon": "MAILER-DAEMON", "postmaster": "postmaster"}
 
 
 def mailer_daemon(msg: ParsedMessage, envelope_sender: str) -> Verdict | None:
-    senders = [envelope_sender.strip("<> ")]
+    senders = [(envelope_sender or "").strip("<> ")]
     senders += [msg.sender.email] if msg.sender else []
     for address in senders:
         local = address.rpartition("@")[0] if "@" in address else address
@@ -182,7 +183,7 @@ def own_loop(is_ours: Callable[[str], bool], loop_marker: str = "") -> Rule:
 
 def classify(
     msg: ParsedMessage,
-    envelope_sender: str,
+    envelope_sender: str | None,
     our_addresses: Callable[[str], bool] | Collection[str] = frozenset(),
     loop_marker: str = "",
 ) -> tuple[Verdict, ...]:

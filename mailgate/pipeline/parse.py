@@ -173,6 +173,8 @@ def _feed(raw: bytes) -> EmailMessage:
         return parser.close()
     except RecursionError:
         raise ParseError("MIME structure nested too deep") from None
+    except _STDLIB_PARAM_BUGS as exc:  # e.g. a boundary given as both boundary* and boundary*0
+        raise ParseError(f"the stdlib parser failed: {exc!r:.200}") from None
 
 
 # --- the walk --------------------------------------------------------------------------
@@ -228,7 +230,7 @@ def _leaf(part: Message, content_type: str, found: _Found) -> None:
 def _part_text(part: Message) -> tuple[str, str]:
     payload = _payload(part)
     limit = MAX_TEXT_CHARS * 4
-    return decode_text(payload[:limit], part.get_param("charset"), final=len(payload) <= limit)
+    return decode_text(payload[:limit], _param(part, "charset"), final=len(payload) <= limit)
 
 
 def _part_bytes(part: Message) -> tuple[bytes, str]:
@@ -288,9 +290,22 @@ def _attachment(name: str, index: int, content_type: str, data: bytes) -> Parsed
 def _filename(part: Message) -> str:
     try:
         name = part.get_filename()
-    except ValueError:  # an RFC 2231 charset the stdlib cannot even look up (NUL in it)
+    except _STDLIB_PARAM_BUGS:
         return ""
     return decode_header(unescape_8bit(name)) if isinstance(name, str) else ""
+
+
+# RFC 2231 parameters the stdlib chokes on: a charset with a NUL in it (ValueError),
+# "name*" next to "name*0" (TypeError while sorting the continuations).
+_STDLIB_PARAM_BUGS = (ValueError, TypeError)
+
+
+def _param(part: Message, name: str) -> str | None:
+    try:
+        value = part.get_param(name)
+    except _STDLIB_PARAM_BUGS:
+        return None
+    return value if isinstance(value, str) else None
 
 
 # --- safe file names -------------------------------------------------------------------
@@ -378,7 +393,11 @@ def decode_text(data: bytes, label: object, final: bool = True) -> tuple[str, st
     """(text, defect or ""): the declared charset, else utf-8, windows-1252, latin-1."""
     label = label if isinstance(label, str) else None
     codec = _codec(label)
-    for name in [codec, "utf-8"] if codec else ["utf-8", "cp1252", "latin-1"]:
+    tries = [codec, "utf-8"] if codec else ["utf-8", "cp1252", "latin-1"]
+    if codec == "cp1252" and not data.isascii():
+        tries.reverse()  # "us-ascii"/"iso-8859-1" on UTF-8 text is common; UTF-8 is never
+        # valid by accident in real Latin-1 text
+    for name in tries:
         try:
             text = _decode(data, name, "strict", final)
         except UnicodeDecodeError:
@@ -392,11 +411,11 @@ def decode_text(data: bytes, label: object, final: bool = True) -> tuple[str, st
     return text, f"text not valid {label!r:.40}: bad bytes replaced"
 
 
-def _decode(data: bytes, codec: str, errors: str, final: bool) -> str:
+def _decode(data: bytes, codec: str, handling: str, final: bool) -> str:
     if final:
-        text = data.decode(codec, errors)
+        text = data.decode(codec, handling)
     else:  # cut at a limit: a multibyte sequence may be split at the end
-        text = codecs.getincrementaldecoder(codec)(errors).decode(data, final=False)
+        text = codecs.getincrementaldecoder(codec)(handling).decode(data, final=False)
     return text.removeprefix("\ufeff")
 
 
@@ -509,9 +528,8 @@ def _read_headers(message: Message) -> tuple[dict[str, str], dict[str, tuple[str
     return first, {name: tuple(values) for name, values in headers.items()}, defects
 
 
-_SIMPLE_ADDRESS = re.compile(
-    r"\s*(?:([^\"<>,;:()\\]*?)\s*<([^\s<>,;:()\"]+)>|([^\s<>,;:()\"]+))\s*"
-)
+# Written so that no two parts can match the same spaces: linear even on junk.
+_SIMPLE_ADDRESS = re.compile(r'([^"<>,;:()\\]*)<([^\s<>,;:()"]+)>\s*|\s*([^\s<>,;:()"]+)\s*')
 
 
 def _addresses(value: str) -> tuple[Address, ...]:
@@ -525,7 +543,7 @@ def _addresses(value: str) -> tuple[Address, ...]:
     found = []
     for display, email in pairs:
         email = _CONTROL.sub("", email).strip()
-        if not email or len(email) > 320 or any(c.isspace() for c in email):
+        if not email or len(email) > 320 or len(email.split()) != 1:
             continue
         local, at, domain = email.rpartition("@")
         email = f"{local}@{domain.lower()}" if at else email
@@ -541,11 +559,12 @@ def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
         match = _SIMPLE_ADDRESS.fullmatch(item)
         if not match:
             return None
-        pairs.append((match.group(1) or "", match.group(2) or match.group(3)))
+        pairs.append(((match.group(1) or "").strip(), match.group(2) or match.group(3)))
     return pairs
 
 
-_ID = re.compile(r"<([^<>\s]{1,990})>|([^\s<>,;\"()]{1,990}@[^\s<>,;\"()]{1,990})")
+# A bare id is tried only where a token starts, so junk without "@" stays linear.
+_ID = re.compile(r'<([^<>\s]{1,990})>|(?<![^\s<>,;"()])([^\s<>,;"()]{1,990}@[^\s<>,;"()]{1,990})')
 
 
 def _ids(value: str) -> tuple[str, ...]:
@@ -579,8 +598,8 @@ def _date(value: str) -> datetime | None:
 def _report_type(message: Message, content_type: str) -> str:
     if content_type != "multipart/report":
         return ""
-    value = message.get_param("report-type")
-    return value.lower()[:100] if isinstance(value, str) else ""
+    value = _param(message, "report-type")
+    return value.lower()[:100] if value else ""
 
 
 def _unique(defects: list[str]) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Quoted history: split the new text of a reply from the history it quotes.
 
-A compact line scanner (no library: see the parse step's notes). History starts at
-the first of:
+A compact line scanner. (mail-parser-reply was tried: it knows no Indonesian, and
+its attribution pattern backtracks: one 32 KB line of "On a a a ..." took 36 s.)
+History starts at the first of:
 - an attribution line, in the languages our customers write ("On … wrote:",
   "Am … schrieb …:", "Pada … menulis:", "Le … a écrit :", "Op … schreef …:",
   "El … escribió:"), also when a mail client wrapped it over two lines;
@@ -10,7 +11,8 @@ the first of:
 - a trailing block of ``>`` lines.
 It is conservative: interleaved answers (new text between ``>`` lines) and a mail
 whose new part would be empty stay whole. Every pattern is anchored and bounded,
-and only lines up to ``MAX_LINE`` characters are examined, so the work is linear.
+cheap substring tests skip mail without hints, and only lines up to ``MAX_LINE``
+characters are examined, so the work stays linear in the text.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ class PipelineWorker:
 
     def _classify(self, inbound: Inbound) -> Inbound:
         runtime = self._deps.runtime
-        verdicts = classify(inbound.message, inbound.envelope_from, runtime.routes.is_ours)
+        verdicts = classify(inbound.message, _return_path(inbound), runtime.routes.is_ours)
         return replace(inbound, verdicts=verdicts)
 
     async def _apply(self, inbound: Inbound) -> str:
@@ -205,6 +205,13 @@ class PipelineWorker:
                 )
             )
         return state
+
+
+def _return_path(inbound: Inbound) -> str | None:
+    """The envelope sender; None when unknown (IMAP mail without a Return-Path header)."""
+    if inbound.source == "imap" and not inbound.message.header("return-path"):
+        return None
+    return inbound.envelope_from
 
 
 async def _is_duplicate(session: AsyncSession, inbound: Inbound) -> bool:
