@@ -1,6 +1,6 @@
 """IMAP ingest benchmark: a throwaway Dovecot, ~2 KB messages, all figures from one run.
 
-(a) a plain aioimaplib client that only fetches (UID FETCH BODY.PEEK[] in batches);
+(a) a plain aioimaplib client that only fetches (UID FETCH BODY.PEEK[], 50 UIDs each);
 (b) mailgate's IMAP intake: fetch, journal commit, \\Seen, batched; its ratio to (a);
 (c) flatness: the intake's rate on folders of 1,000 and 20,000 messages, and on 1,000
     new messages arriving in a folder that already holds 20,000 seen ones;
@@ -30,7 +30,8 @@ from sqlalchemy import func, select
 from mailgate.config import Imap
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import create_engine
-from mailgate.intake.imap import BATCH_COUNT, ImapIntake
+from mailgate.intake.imap import ImapIntake
+from mailgate.intake.imap_source import FETCH_CHUNK
 from mailgate.intake.imap_wire import fetched_bodies, search_uids, uid_set
 from tests.dovecot import Dovecot, message, missing
 
@@ -52,8 +53,8 @@ async def plain_fetch(server: Dovecot, user: str) -> tuple[int, float]:
     await client.select("INBOX")
     uids = search_uids((await client.uid_search("ALL", charset=None)).lines)
     fetched = 0
-    for start in range(0, len(uids), BATCH_COUNT):
-        chunk = uid_set(uids[start : start + BATCH_COUNT])
+    for start in range(0, len(uids), FETCH_CHUNK):  # the intake's own command size
+        chunk = uid_set(uids[start : start + FETCH_CHUNK])
         fetched += len(fetched_bodies((await client.uid("fetch", chunk, "(BODY.PEEK[])")).lines))
     seconds = time.perf_counter() - started
     await client.logout()

@@ -55,4 +55,5 @@ def setup_logging(level: str = "info", plain: bool = False) -> None:
     # aiosmtpd logs every connection at INFO: far too chatty for a busy MX.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("aioimaplib").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))

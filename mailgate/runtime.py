@@ -6,7 +6,7 @@ from mailgate.addresses import RouteTable
 from mailgate.config import LoadedConfig, Settings, load_config
 
 # Changing these needs a restart: sockets and the engine are built once.
-RESTART_ONLY = ("database", "smtp", "web")
+RESTART_ONLY = ("database", "smtp", "web", "imap")
 
 
 class RuntimeConfig:

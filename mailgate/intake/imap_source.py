@@ -26,6 +26,9 @@ from mailgate.intake.imap_wire import fetched_bodies, fetched_sizes, search_uids
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _EXISTS = re.compile(rb"^(\d+) EXISTS")
 T = TypeVar("T")
+# aioimaplib rescans a FETCH response for every line it reads (quadratic in its
+# length): many short FETCH commands beat one long one (~4,400 vs ~2,500 messages/s).
+FETCH_CHUNK = 50
 
 
 class ImapError(Exception):
@@ -97,13 +100,14 @@ class ImapSource:
 
     async def fetch(self, uids: Sequence[int]) -> list[tuple[int, bytes]]:
         """``(uid, raw bytes)`` of the messages still there, without setting ``\\Seen``."""
-        if not uids:
-            return []
-        response = await self._ok(
-            self._client.uid("fetch", uid_set(uids), "(BODY.PEEK[])"), "UID FETCH", timed=False
-        )
-        wanted = set(uids)
-        return [(uid, raw) for uid, raw in fetched_bodies(response.lines) if uid in wanted]
+        found: list[tuple[int, bytes]] = []
+        for start in range(0, len(uids), FETCH_CHUNK):
+            chunk = uids[start : start + FETCH_CHUNK]
+            fetching = self._client.uid("fetch", uid_set(chunk), "(BODY.PEEK[])")
+            response = await self._ok(fetching, "UID FETCH", timed=False)
+            wanted = set(chunk)
+            found += [(uid, raw) for uid, raw in fetched_bodies(response.lines) if uid in wanted]
+        return found
 
     async def mark(self, uids: Sequence[int], after: str) -> None:
         """Mark journaled messages done: ``seen``, ``delete`` or ``move:FOLDER``."""

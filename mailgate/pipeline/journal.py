@@ -145,11 +145,15 @@ async def insert_entries(
         }
         for a in arrivals
     ]
-    statement = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(
                 text(f"SET LOCAL statement_timeout = {int(statement_seconds * 1000)}")
             )
-        result = await connection.execute(statement, rows)
-        return [row.id for row in result]
+            ordered = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
+            return [row.id for row in await connection.execute(ordered, rows)]
+        # SQLAlchemy can only keep RETURNING in parameter order on SQLite by inserting
+        # row by row. SQLite has one writer and hands out rowids in ascending order as
+        # the rows go in, so the sorted ids of one batched INSERT are in order too.
+        result = await connection.execute(insert(JournalEntry).returning(JournalEntry.id), rows)
+        return sorted(row.id for row in result)
