@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
+ERROR_PAUSE_SECONDS = 1.0
+
 
 class WorkLoop:
     def __init__(
@@ -41,12 +43,21 @@ class WorkLoop:
 
     async def run(self) -> None:
         while not self._stopping:
-            try:
-                handled = await self._pass()
-            except DBAPIError as exc:
-                log.warning("%s: database unavailable: %s", self._name, exc.orig or exc)
-                handled = 0
+            # Cleared before the pass, not after: a wake-up for work committed while
+            # the pass ran must not wait for the next poll.
+            self._wakeup.clear()
+            handled = await self._guarded_pass()
             if handled < self._batch and not self._stopping:
-                self._wakeup.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll)
+
+    async def _guarded_pass(self) -> int:
+        """One pass; a failure is logged and paused on, never fatal to the daemon."""
+        try:
+            return await self._pass()
+        except (DBAPIError, OSError) as exc:
+            log.warning("%s: database unavailable: %s", self._name, getattr(exc, "orig", exc))
+        except Exception:
+            log.exception("%s: pass failed", self._name)
+        await asyncio.sleep(ERROR_PAUSE_SECONDS)
+        return 0

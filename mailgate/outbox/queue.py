@@ -1,31 +1,45 @@
 """Putting outgoing mail in the outbox, inside the caller's transaction.
 
-The pipeline writes the acknowledgement in the same transaction as the ticket that
-causes it: both commit, or neither does, so a crash can neither lose nor double it.
+The pipeline writes an acknowledgement in the same transaction as the ticket change
+that causes it: both commit, or neither does, so a crash can neither lose nor double
+it. The delivery worker (``worker.py``) takes it from there.
 """
 
 from __future__ import annotations
 
 import email.policy
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import getaddresses
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import OutboxItem, Suppression
 
-_SMTP = email.policy.SMTP.clone(max_line_length=78)
-_SMTPUTF8 = email.policy.SMTPUTF8.clone(max_line_length=78)
+ADDRESS_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-def serialise(message: EmailMessage) -> bytes:
-    """The wire form with CRLF line ends; SMTPUTF8 only when plain ASCII cannot say it."""
-    try:
-        return message.as_bytes(policy=_SMTP)
-    except UnicodeEncodeError:
-        return message.as_bytes(policy=_SMTPUTF8)
+def serialise(message: EmailMessage, envelope: Iterable[str] = ()) -> bytes:
+    """The wire form of ``message``, with CRLF line ends.
+
+    Non-ASCII display names and subjects travel as RFC 2047 encoded words, which
+    every smarthost accepts. Only a non-ASCII address (``jörg@…``) cannot be written
+    that way, so only then is the message written as SMTPUTF8 (raw UTF-8 headers).
+    """
+    policy = email.policy.SMTPUTF8 if _needs_utf8(message, envelope) else email.policy.SMTP
+    # The generator already writes CRLF; the substitution guards odd payloads that
+    # carry bare CR or LF, so the stored bytes are exactly what goes on the wire.
+    return _LINE_END.sub(b"\r\n", message.as_bytes(policy=policy))
+
+
+def _needs_utf8(message: EmailMessage, envelope: Iterable[str]) -> bool:
+    values = [str(value) for name in ADDRESS_HEADERS for value in message.get_all(name, [])]
+    addresses = [address for _, address in getaddresses(values)]
+    return not all(address.isascii() for address in [*addresses, *envelope])
 
 
 def enqueue(
@@ -37,17 +51,24 @@ def enqueue(
     recipients: Sequence[str],
     ticket_id: int | None,
 ) -> OutboxItem:
-    message_id = message["Message-ID"]
+    """Add ``message`` to the outbox in the caller's transaction; due at once.
+
+    Raises ValueError without a Message-ID: threading replies back to the ticket
+    (and matching bounces) depends on it.
+    """
+    message_id = str(message["Message-ID"] or "").strip()
     if not message_id:
         raise ValueError("outgoing mail needs a Message-ID")
+    if not recipients:
+        raise ValueError(f"outgoing mail {message_id} has no recipients")
     now = datetime.now(UTC)
     item = OutboxItem(
         ticket_id=ticket_id,
         kind=kind,
         mail_from=envelope_from,
         recipients=list(recipients),
-        message_id=str(message_id),
-        raw=serialise(message),
+        message_id=message_id,
+        raw=serialise(message, [envelope_from, *recipients]),
         state="queued",
         attempts=0,
         next_attempt_at=now,
@@ -58,13 +79,19 @@ def enqueue(
 
 
 async def suppressed(session: AsyncSession, addresses: Iterable[str]) -> set[str]:
-    """Those of ``addresses`` that get no automatic mail now (after a hard bounce)."""
-    wanted = {address.lower() for address in addresses}
+    """Those of ``addresses`` (as given) that get no automatic mail now.
+
+    An address is suppressed for a while after a hard bounce; the match ignores case.
+    """
+    wanted = list(addresses)
     if not wanted:
         return set()
-    rows = await session.scalars(
-        select(Suppression.email).where(
-            func.lower(Suppression.email).in_(wanted), Suppression.until > datetime.now(UTC)
+    active = set(
+        await session.scalars(
+            select(func.lower(Suppression.email)).where(
+                func.lower(Suppression.email).in_({a.lower() for a in wanted}),
+                Suppression.until > datetime.now(UTC),
+            )
         )
     )
-    return {address.lower() for address in rows}
+    return {address for address in wanted if address.lower() in active}

@@ -1,29 +1,71 @@
 """The delivery worker: claims due outbox items, sends them, records every attempt.
 
-Claims are short transactions (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
-nodes never take the same item); sending happens outside any transaction; results
-are written back in one transaction per batch. Temporary failures retry with
-exponential backoff and jitter until ``give_up_after``; permanent ones fail at once.
+A claim is one short statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so nodes
+sharing a database pass over each other's rows); sending happens outside any
+transaction; the results of a batch are written back in one transaction. Temporary
+failures retry with exponential backoff and jitter until ``give_up_after``;
+permanent ones fail at once.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import DeliveryAttempt, OutboxItem
-from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
-from mailgate.outbox.transport import Outgoing, SendResult, Transport
+from mailgate.outbox.transport import Delivery, SendResult, Transport
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM = timedelta(minutes=10)
-_DONE_STATES = {"sent": "sent", "captured": "captured", "permanent": "failed"}
+STALE_CLAIM = timedelta(minutes=10)  # far beyond a batch's worst case of a few timeouts
+_O = OutboxItem
+_CLAIMED = (_O.id, _O.message_id, _O.mail_from, _O.recipients, _O.raw, _O.attempts, _O.created_at)
+# Written back only while the claim is still ours: a node that lost it as stale
+# (and was overtaken) must not overwrite the newer outcome.
+_SETTLE = (
+    update(OutboxItem)
+    .where(_O.id == bindparam("b_id"), _O.claimed_by == bindparam("b_node"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        last_error=bindparam("b_error"),
+        sent_at=bindparam("b_sent"),
+        claimed_by=None,
+        claimed_at=None,
+    )
+)
+
+
+async def claim_due(
+    connection: AsyncConnection, node: str, limit: int, now: datetime, stale_before: datetime
+) -> list[Row]:
+    """Mark up to ``limit`` due items ``sending`` by ``node``; return them by id.
+
+    Due: queued with ``next_attempt_at`` passed, or left ``sending`` by a node that
+    died (claim older than ``stale_before``). SQLite has one writer, so the plain
+    UPDATE ... WHERE id IN (SELECT ... LIMIT) is already exclusive there.
+    """
+    due = or_(
+        and_(_O.state == "queued", _O.next_attempt_at <= now),
+        and_(_O.state == "sending", _O.claimed_at < stale_before),
+    )
+    ids = select(_O.id).where(due).order_by(_O.id).limit(limit)
+    if connection.dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    claim = (
+        update(OutboxItem)
+        .where(_O.id.in_(ids))
+        .values(state="sending", claimed_by=node, claimed_at=now)
+        .returning(*_CLAIMED)
+    )
+    return sorted(await connection.execute(claim), key=lambda row: row.id)
 
 
 class DeliveryWorker:
@@ -38,83 +80,99 @@ class DeliveryWorker:
         backoff_base: float = 30.0,
         backoff_cap: float = 3600.0,
         give_up_after: timedelta = timedelta(days=3),
+        stale_claim: timedelta = STALE_CLAIM,
     ) -> None:
         self._engine = engine
-        self._sessions = sessions(engine)
         self._transport = transport
         self._node = node_id
         self._batch = batch_size
-        self._base = backoff_base
-        self._cap = backoff_cap
+        self._base, self._cap = backoff_base, backoff_cap
         self._give_up_after = give_up_after
+        self._stale = stale_claim
+        self._random = random.Random()
         self.loop = WorkLoop("delivery", self.deliver_due, batch_size, poll_seconds)
+        # Results sent but not yet written (the database failed): written first on
+        # the next pass, so a database outage does not make us send them twice.
+        self._unrecorded: list[tuple[Row, SendResult]] = []
 
     def wake(self) -> None:
-        """New mail is in the outbox: deliver now rather than at the next poll."""
+        """New mail was committed to the outbox: deliver now, not at the next poll."""
         self.loop.wake()
 
     def stop(self) -> None:
+        """End ``run`` after the pass in progress, so nothing sent goes unrecorded."""
         self.loop.stop()
 
     async def run(self) -> None:
+        """Deliver until stopped or cancelled; errors are logged, never fatal."""
         await self.loop.run()
 
     async def deliver_due(self) -> int:
-        """One pass: claim due items, send them, record the results."""
-        items = await self._claim()
-        if items:
-            results = await self._transport.send(items)
-            await self._record(items, results)
-        return len(items)
-
-    async def _claim(self) -> list[Outgoing]:
+        """One pass: claim due items, send them, record the results; how many."""
+        if self._unrecorded:
+            await self._record(self._unrecorded)
         now = datetime.now(UTC)
-        sending = OutboxItem.state == "sending"
-        due = or_(
-            (OutboxItem.state == "queued") & (OutboxItem.next_attempt_at <= now),
-            sending & (OutboxItem.claimed_by == self._node),  # left by a database outage
-            sending & (OutboxItem.claimed_at < now - STALE_CLAIM),  # a node that died
-        )
-        query = select(OutboxItem).where(due).order_by(OutboxItem.id).limit(self._batch)
-        if is_postgres(self._engine):
-            query = query.with_for_update(skip_locked=True)
-        async with self._sessions.begin() as session:
-            rows = list(await session.scalars(query))
-            for row in rows:
-                row.state, row.claimed_by, row.claimed_at = "sending", self._node, now
-        return [Outgoing(r.id, r.mail_from, tuple(r.recipients), r.raw) for r in rows]
+        async with self._engine.begin() as connection:
+            rows = await claim_due(connection, self._node, self._batch, now, now - self._stale)
+        if rows:
+            results = await self._send(rows)
+            await self._record(list(zip(rows, results, strict=True)))
+        return len(rows)
 
-    async def _record(self, items: list[Outgoing], results: list[SendResult]) -> None:
+    async def _send(self, rows: list[Row]) -> list[SendResult]:
+        """The transport's results; should it fail outright, all retry later."""
+        try:
+            return await self._transport.send([_delivery(row) for row in rows])
+        except Exception as exc:
+            log.exception("delivery: transport failed on %d message(s)", len(rows))
+            return [SendResult("temporary", f"transport error: {exc!r}")] * len(rows)
+
+    async def _record(self, outcomes: Sequence[tuple[Row, SendResult]]) -> None:
+        self._unrecorded = list(outcomes)
         now = datetime.now(UTC)
-        async with self._sessions.begin() as session:
-            for item, result in zip(items, results, strict=True):
-                row = await session.get(OutboxItem, item.id)
-                row.attempts += 1
-                row.claimed_by = row.claimed_at = None
-                session.add(
-                    DeliveryAttempt(
-                        outbox_id=row.id,
-                        at=now,
-                        ok=result.outcome in ("sent", "captured"),
-                        detail=result.detail[:4000],
-                    )
-                )
-                self._settle(row, result, now)
+        changes = [self._settle(row, result, now) for row, result in outcomes]
+        attempts = [
+            {"outbox_id": row.id, "at": now, "ok": result.ok, "detail": result.detail[:4000]}
+            for row, result in outcomes
+        ]
+        async with self._engine.begin() as connection:
+            await connection.execute(_SETTLE, changes)
+            await connection.execute(insert(DeliveryAttempt), attempts)
+        self._unrecorded = []
+        for (row, result), change in zip(outcomes, changes, strict=True):
+            _log_outcome(row, result, change)
 
-    def _settle(self, row: OutboxItem, result: SendResult, now: datetime) -> None:
-        if result.outcome in _DONE_STATES:
-            row.state = _DONE_STATES[result.outcome]
-            row.sent_at = now if result.outcome != "permanent" else None
-            row.last_error = result.detail if result.outcome == "permanent" else None
-            log.info("outbox %d %s: %s", row.id, row.state, row.message_id)
-            return
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-        row.last_error = result.detail
-        if now - created > self._give_up_after:
-            row.state = "failed"
-            log.error("outbox %d failed after %d attempts: %s", row.id, row.attempts, result.detail)
-            return
-        delay = min(self._cap, self._base * 2 ** (row.attempts - 1))
-        row.state = "queued"
-        row.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.9, 1.1))
-        log.warning("outbox %d deferred %.0fs: %s", row.id, delay, result.detail)
+    def _settle(self, row: Row, result: SendResult, now: datetime) -> dict:
+        """The item's next state after ``result``, as bind values for ``_SETTLE``."""
+        tries = row.attempts + 1
+        change = {"b_id": row.id, "b_node": self._node, "b_attempts": tries, "b_sent": None}
+        change |= {"b_state": "failed", "b_next": now, "b_error": result.detail}
+        if result.ok:
+            refused = "; ".join(result.refused) or None
+            change |= {"b_state": result.outcome, "b_sent": now, "b_error": refused}
+        elif result.outcome == "temporary" and not self._expired(row, now):
+            change |= {"b_state": "queued", "b_next": now + self._backoff(tries)}
+        return change
+
+    def _backoff(self, tries: int) -> timedelta:
+        delay = min(self._cap, self._base * 2 ** min(tries - 1, 32))
+        return timedelta(seconds=delay * self._random.uniform(0.9, 1.1))
+
+    def _expired(self, row: Row, now: datetime) -> bool:
+        created = row.created_at
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)  # SQLite
+        return now - created >= self._give_up_after
+
+
+def _delivery(row: Row) -> Delivery:
+    return Delivery(row.id, row.message_id, row.mail_from, tuple(row.recipients), row.raw)
+
+
+def _log_outcome(row: Row, result: SendResult, change: dict) -> None:
+    state, what = change["b_state"], f"outbox {row.id} {row.message_id}"
+    if state in ("sent", "captured"):
+        log.info("%s %s: %s", what, state, change["b_error"] or result.detail)
+    elif state == "queued":
+        log.warning("%s deferred until %s: %s", what, f"{change['b_next']:%H:%M:%S}", result.detail)
+    else:
+        log.error("%s failed after %d attempt(s): %s", what, change["b_attempts"], result.detail)
