@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address as HeaderAddress
@@ -136,7 +135,3 @@ def thread_index(code: str, started: datetime, now: datetime) -> str:
     delta = max(0, int((now - started).total_seconds() * 10_000_000)) >> 18
     child = struct.pack(">Q", (delta & 0x7FFFFFFF) << 8)[3:8]
     return base64.b64encode(header + child).decode()
-
-
-def recipients_of(outgoing: Sequence[Outgoing]) -> set[str]:
-    return {address for item in outgoing for address in item.recipients}
