@@ -47,9 +47,13 @@ class WorkLoop:
             # the pass ran must not wait for the next poll.
             self._wakeup.clear()
             handled = await self._guarded_pass()
+            _reraise_swallowed_cancel()
             if handled < self._batch and not self._stopping:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that lands as the event is set, and the loop runs on.
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+                    async with asyncio.timeout(self._poll):
+                        await self._wakeup.wait()
 
     async def _guarded_pass(self) -> int:
         """One pass; a failure is logged and paused on, never fatal to the daemon."""
@@ -61,3 +65,15 @@ class WorkLoop:
             log.exception("%s: pass failed", self._name)
         await asyncio.sleep(ERROR_PAUSE_SECONDS)
         return 0
+
+
+def _reraise_swallowed_cancel() -> None:
+    """Honour a cancellation that a library swallowed during the pass.
+
+    On Python 3.11 ``asyncio.wait_for`` (aiosmtplib reads replies with it) returns
+    the result instead of raising when a cancellation lands as the reply arrives;
+    the task is left "cancelling" and would otherwise run on forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -71,7 +71,8 @@ class ImapSource:
             return
         if not self._gone.is_set():
             with suppress(Exception):  # closing anyway
-                await asyncio.wait_for(client.logout(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await client.logout()
         client.protocol.transport.close()
         for task in (*client.tasks, *client.protocol.tasks):  # e.g. an IDLE cut short
             task.cancel()
@@ -182,12 +183,10 @@ class ImapSource:
         await self._ok(protocol.execute(command), "STARTTLS")
         loop = asyncio.get_running_loop()
         try:
-            protocol.transport = await asyncio.wait_for(
-                loop.start_tls(
+            async with asyncio.timeout(self._timeout):
+                protocol.transport = await loop.start_tls(
                     protocol.transport, protocol, self._tls(), server_hostname=self.config.host
-                ),
-                self._timeout,
-            )
+                )
         except ssl.SSLError as exc:
             raise ImapError(f"TLS handshake with {self.where} failed: {exc}") from exc
         await self._call(protocol.capability(), self._timeout)  # forget pre-TLS claims

@@ -67,7 +67,8 @@ class Journal:
         pending = _Pending(arrival, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(pending)
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.done), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                return await asyncio.shield(pending.done)
         except TimeoutError as exc:
             raise JournalUnavailable(f"journal write took over {self._timeout:g}s") from exc
 

@@ -135,9 +135,8 @@ class PipelineWorker:
             message = parse(entry.raw)
         else:
             try:
-                message = await asyncio.wait_for(
-                    asyncio.to_thread(parse, entry.raw), self._step_timeout
-                )
+                async with asyncio.timeout(self._step_timeout):
+                    message = await asyncio.to_thread(parse, entry.raw)
             except TimeoutError:
                 raise Quarantine(f"parsing took over {self._step_timeout:g}s") from None
         return Inbound(

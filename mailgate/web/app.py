@@ -19,7 +19,8 @@ HEALTH_TIMEOUT_SECONDS = 3.0
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers, 503 (still JSON) when it does not."""
     try:
-        await asyncio.wait_for(ping(request.app[ENGINE]), HEALTH_TIMEOUT_SECONDS)
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await ping(request.app[ENGINE])
     except Exception as exc:  # any failure to reach the database is "unavailable"
         body = {"status": "unavailable", "database": f"error: {exc or type(exc).__name__}"}
         return web.json_response({**body, "version": __version__}, status=503)
