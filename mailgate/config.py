@@ -67,11 +67,16 @@ class Outbound(_Section):
     give_up_after_hours: float = Field(72.0, gt=0)
 
 
+RATE = r"^\d+/\d+[smhd]$"  # "3/10m": at most 3 per 10 minutes
+
+
 class Web(_Section):
     listen: str = "127.0.0.1:8080"
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
     secret_key_file: str = ""
+    form_rate_limit: str = Field("5/1h", pattern=RATE)  # web form, per email address
+    form_ip_rate_limit: str = Field("20/1h", pattern=RATE)  # web form and portal, per IP
 
     @field_validator("listen")
     @classmethod
@@ -108,7 +113,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 class Tickets(_Section):
     code_prefix: str = Field("TCK", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
-    ack_rate_limit: str = Field("3/10m", pattern=r"^\d+/\d+[smhd]$")
+    ack_rate_limit: str = Field("3/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
 
     @field_validator("statuses")
@@ -125,9 +130,7 @@ class Tickets(_Section):
 
     @property
     def ack_limit(self) -> tuple[int, int]:
-        """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
-        count, _, period = self.ack_rate_limit.partition("/")
-        return int(count), int(period[:-1]) * _UNITS[period[-1]]
+        return rate_limit(self.ack_rate_limit)
 
     def category_of(self, status: str) -> StatusCategory | None:
         for candidate in self.statuses:
@@ -138,6 +141,12 @@ class Tickets(_Section):
     def first_of(self, category: StatusCategory) -> str:
         """The first configured status of ``category`` (New for new tickets, ...)."""
         return next(s.name for s in self.statuses if s.category == category)
+
+
+def rate_limit(text: str) -> tuple[int, int]:
+    """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
+    count, _, period = text.partition("/")
+    return int(count), int(period[:-1]) * _UNITS[period[-1]]
 
 
 class Route(_Section):

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from mailgate import __version__
 from mailgate.db.session import ping
-from mailgate.web import api
+from mailgate.web import api, newticket, portal
 from mailgate.web.context import WebContext
 from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
@@ -35,4 +35,6 @@ def init_app(context: WebContext) -> web.Application:
     setup_pages(app, context.runtime.settings.templates.directory)
     app.router.add_get("/healthz", healthz)
     api.add_routes(app)
+    portal.add_routes(app)
+    newticket.add_routes(app)
     return app

@@ -1,0 +1,145 @@
+"""The customer portal ``/t/<code>?k=<token>``: the public thread and a reply form.
+
+The token in every mail's link is the only key: a wrong or missing one gets the same
+404 as an unknown code. The thread shows customer mail and agent replies, never
+notes or events. A reply is written as a mail from the ticket's customer, answering
+the ticket's last message, and goes to the journal like any other mail.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import Attachment, Message, Ticket
+from mailgate.intake.webform import WebMail
+from mailgate.web.forms import Submitted, read_form
+from mailgate.web.i18n import texts
+from mailgate.web.keys import CONTEXT
+from mailgate.web.public import journal_mail, not_found, size_text, when, within_limits
+
+PUBLIC_KINDS = ("customer", "agent")
+MAX_MERGE_HOPS = 20
+
+
+def portal_path(signer, code: str, **extra: str) -> str:
+    return f"/t/{code}?{urlencode({'k': signer.portal_token(code), **extra})}"
+
+
+async def show(request: web.Request) -> web.StreamResponse:
+    ticket = await _ticket(request)
+    sent = request.query.get("sent") == "1"
+    return await _render(request, ticket, Submitted(), [], sent=sent)
+
+
+async def reply(request: web.Request) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    ticket = await _ticket(request)
+    limit = context.runtime.settings.smtp.max_message_bytes
+    form = await read_form(request, limit * 3 // 4)
+    words = texts(ticket.locale)
+    errors = _errors(form, words, limit)
+    if not context.signer.check_form_token(form.text("csrf"), "portal", ticket.code):
+        errors.append(words["err_expired"])
+    if not errors and not await within_limits(request, None):
+        errors.append(words["err_rate"])
+    if errors:
+        return await _render(request, ticket, form, errors, status=400)
+    if await journal_mail(request, await _reply_mail(request, ticket, form), _to(request, ticket)):
+        raise web.HTTPSeeOther(portal_path(context.signer, ticket.code, sent="1"))
+    return await _render(request, ticket, form, [words["err_unavailable"]], status=503)
+
+
+def _errors(form: Submitted, words, limit: int) -> list[str]:
+    if form.too_large:
+        return [words["err_too_large"].format(size=size_text(limit * 3 // 4))]
+    if not form.text("text") and not form.files:
+        return [words["err_reply"]]
+    return []
+
+
+def _to(request: web.Request, ticket: Ticket) -> str:
+    """The signed reply address: the pipeline threads it to this ticket as a mail reply."""
+    return request.app[CONTEXT].signer.reply_address(ticket.route_address, ticket.code)
+
+
+async def _reply_mail(request: web.Request, ticket: Ticket, form: Submitted) -> WebMail:
+    async with AsyncSession(request.app[CONTEXT].engine) as session:
+        last = await session.scalar(
+            select(Message.message_id)
+            .where(Message.ticket_id == ticket.id, Message.kind.in_(PUBLIC_KINDS))
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+    return WebMail(
+        sender_name=ticket.customer_name,
+        sender_email=ticket.customer_email,
+        to=ticket.route_address,
+        subject=f"Re: [{ticket.code}] {ticket.subject}".strip(),
+        text=form.fields.get("text", ""),
+        attachments=tuple(form.files),
+        in_reply_to=last,
+    )
+
+
+async def _ticket(request: web.Request) -> Ticket:
+    """The ticket of a valid link; a merged ticket's link leads to the one it joined."""
+    signer = request.app[CONTEXT].signer
+    code = request.match_info["code"].upper()
+    if not signer.check_portal_token(code, request.query.get("k", "")):
+        raise not_found(request)
+    async with AsyncSession(request.app[CONTEXT].engine) as session:
+        ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
+        for _ in range(MAX_MERGE_HOPS):
+            if ticket is None or ticket.merged_into_id is None:
+                break
+            ticket = await session.get(Ticket, ticket.merged_into_id)
+    if ticket is None:
+        raise not_found(request)
+    if ticket.code != code:
+        raise web.HTTPSeeOther(portal_path(signer, ticket.code))
+    return ticket
+
+
+async def _render(request, ticket: Ticket, form: Submitted, errors, *, status=200, sent=False):
+    context = request.app[CONTEXT]
+    async with AsyncSession(context.engine) as session:
+        messages = list(
+            await session.scalars(
+                select(Message)
+                .where(Message.ticket_id == ticket.id, Message.kind.in_(PUBLIC_KINDS))
+                .order_by(Message.id)
+            )
+        )
+        files = await session.execute(
+            select(Attachment.message_id, Attachment.filename)
+            .where(Attachment.message_id.in_([m.id for m in messages]))
+            .order_by(Attachment.id)
+        )
+    attachments: dict[int, list[str]] = {}
+    for message_id, filename in files:
+        attachments.setdefault(message_id, []).append(filename)
+    tickets = context.runtime.settings.tickets
+    values = {
+        "t": texts(ticket.locale),
+        "lang": ticket.locale,
+        "ticket": ticket,
+        "closed": tickets.category_of(ticket.status) == "closed",
+        "thread": [(m, attachments.get(m.id, [])) for m in messages],
+        "action": portal_path(context.signer, ticket.code),
+        "csrf": context.signer.form_token("portal", ticket.code),
+        "text": form.fields.get("text", ""),
+        "errors": errors,
+        "sent": sent,
+        "when": when,
+    }
+    return aiohttp_jinja2.render_template("portal.html", request, values, status=status)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/t/{code}", show)
+    app.router.add_post("/t/{code}", reply)
