@@ -17,6 +17,7 @@ from mailgate.web.keys import ENGINE, RUNTIME
 
 log = logging.getLogger(__name__)
 
+PUBLIC_PATHS = ("/api/v1/openapi.json",)  # readable without a token
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
@@ -40,7 +41,8 @@ async def api_errors(request: web.Request, handler):
     if not request.path.startswith("/api/"):
         return await handler(request)
     try:
-        _authenticate(request)
+        if request.path not in PUBLIC_PATHS:
+            _authenticate(request)
         return await handler(request)
     except ApiError as error:
         return error_response(error.status, error.code, error.message)

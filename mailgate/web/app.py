@@ -8,7 +8,7 @@ from aiohttp import web
 
 from mailgate import __version__
 from mailgate.db.session import ping
-from mailgate.web import api, newticket, portal
+from mailgate.web import api, metrics, newticket, openapi, portal, status
 from mailgate.web.context import WebContext
 from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
@@ -34,7 +34,10 @@ def init_app(context: WebContext) -> web.Application:
     app[RUNTIME] = context.runtime
     setup_pages(app, context.runtime.settings.templates.directory)
     app.router.add_get("/healthz", healthz)
+    status.add_routes(app)
+    metrics.add_routes(app)
     api.add_routes(app)
+    openapi.add_routes(app)
     portal.add_routes(app)
     newticket.add_routes(app)
     return app

@@ -1,0 +1,129 @@
+"""The write side of the JSON API: post an agent reply or a note, change a ticket.
+
+Both go through ``mailgate.actions``, so a change made by a script is the same change
+(audit event, mail to the customer or the agents) as one made by mail or on a page.
+Bodies are checked by pydantic models: bad JSON is a 400, a well-formed body with a
+wrong value a 422, a merged ticket a 409 (naming the ticket it joined).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate import actions
+from mailgate.db.models import Ticket, TicketTag
+from mailgate.db.session import sessions
+from mailgate.web.api import ApiError, message_shapes, ticket_shapes
+from mailgate.web.keys import CONTEXT
+
+API_ACTOR = "api"  # who the audit events of a PATCH name
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewMessage(_Body):
+    kind: Literal["agent", "note"]
+    text: StrictStr = Field(min_length=1)
+    agent: StrictStr = Field(min_length=1)
+
+
+class TicketChange(_Body):
+    status: StrictStr | None = None
+    priority: StrictStr | None = None
+    assignee: StrictStr | None = None  # null: nobody
+    tags: list[StrictStr] | None = None  # the whole new set
+
+
+async def post_message(request: web.Request) -> web.Response:
+    body = await _body(request, NewMessage)
+    context = request.app[CONTEXT]
+    action = actions.agent_reply if body.kind == "agent" else actions.add_note
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        message = await _act(action(session, _ctx(request), ticket, body.agent, body.text))
+        await session.flush()
+        shape = next(m for m in await message_shapes(session, ticket.id) if m["id"] == message.id)
+    context.wake_delivery()
+    return web.json_response(shape, status=201)
+
+
+async def patch_ticket(request: web.Request) -> web.Response:
+    body = await _body(request, TicketChange)
+    given = body.model_fields_set
+    if not given:
+        raise ApiError(422, "unprocessable", "nothing to change: give status, priority, ...")
+    context = request.app[CONTEXT]
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        current = set(
+            await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
+        )
+        wanted = set(body.tags) if body.tags is not None else current
+        changes = await _act(
+            actions.update_ticket(
+                session,
+                _ctx(request),
+                ticket,
+                API_ACTOR,
+                status=body.status,
+                priority=body.priority,
+                assignee=body.assignee if "assignee" in given else actions.UNSET,
+                add_tags=sorted(wanted - current),
+                remove_tags=sorted(current - wanted),
+            )
+        )
+        await session.flush()
+        [shape] = await ticket_shapes(session, [ticket])
+    context.wake_delivery()
+    return web.json_response({**shape, "changes": changes})
+
+
+async def _body(request: web.Request, model: type[_Body]) -> _Body:
+    try:
+        data = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "bad_request", f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise ApiError(422, "unprocessable", "; ".join(problems)) from None
+
+
+async def _ticket(session: AsyncSession, code: str) -> Ticket:
+    code = code.upper()
+    ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
+    if ticket is None:
+        raise ApiError(404, "not_found", f"no ticket {code}")
+    if ticket.merged_into_id is not None:
+        survivor = await session.get(Ticket, ticket.merged_into_id)
+        raise ApiError(409, "conflict", f"{code} was merged into {survivor.code}; use that")
+    return ticket
+
+
+async def _act(awaitable):
+    """Await an action; its ActionError (a value it cannot use) becomes a 422."""
+    try:
+        return await awaitable
+    except actions.ActionError as error:
+        raise ApiError(422, "unprocessable", f"{error.field}: {error.message}") from None
+
+
+def _ctx(request: web.Request) -> actions.ActionContext:
+    context = request.app[CONTEXT]
+    return actions.ActionContext(context.runtime, context.composer)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/tickets/{code}/messages", post_message)
+    app.router.add_patch("/api/v1/tickets/{code}", patch_ticket)

@@ -1,0 +1,256 @@
+"""The OpenAPI 3.1 document of ``/api/v1``, written as data and served as JSON.
+
+Kept by hand beside the handlers; tests check that it is a valid OpenAPI document,
+that every ``/api`` route is in it, and that real answers match its schemas.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mailgate import __version__
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    meaning = {
+        400: "Malformed request: not JSON, a bad limit or cursor",
+        401: "No or unknown bearer token",
+        404: "No such ticket",
+        409: "The ticket was merged into another; act on that one",
+        422: "A value that cannot be used: unknown status, agent, priority, ...",
+    }
+    return {str(status): _json(_ref("Error"), meaning[status]) for status in statuses}
+
+
+def _object(properties: dict, optional: tuple[str, ...] = (), **extra: object) -> dict:
+    """An object schema whose properties are all required but the ``optional`` ones."""
+    required = [name for name in properties if name not in optional]
+    return {"type": "object", "required": required, "properties": properties, **extra}
+
+
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_TEXT_LIST = {"type": "array", "items": {"type": "string"}}
+
+
+def _schemas() -> dict:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                }
+            },
+        },
+        "Ticket": _object(
+            {
+                "code": {"type": "string", "examples": ["TCK-20250725-7PXA"]},
+                "subject": {"type": "string"},
+                "status": {"type": "string"},
+                "priority": {"enum": ["low", "normal", "high", "urgent"]},
+                "queue": {"type": "string"},
+                "assignee": {"type": ["string", "null"]},
+                "customer": {
+                    "type": "object",
+                    "required": ["name", "email"],
+                    "properties": {"name": {"type": "string"}, "email": {"type": "string"}},
+                },
+                "tags": _TEXT_LIST,
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "first_response_at": _NULLABLE_TIME,
+                "solved_at": _NULLABLE_TIME,
+                "message_count": {"type": "integer", "minimum": 0},
+            },
+            optional=("first_response_at", "solved_at"),
+        ),
+        "TicketList": {
+            "type": "object",
+            "required": ["tickets", "next_cursor"],
+            "properties": {
+                "tickets": {"type": "array", "items": _ref("Ticket")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "Attachment": {
+            "type": "object",
+            "required": ["filename", "content_type", "size", "sha256"],
+            "properties": {
+                "filename": {"type": "string"},
+                "content_type": {"type": "string"},
+                "size": {"type": "integer", "minimum": 0},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+        },
+        "Message": _object(
+            {
+                "id": {"type": "integer"},
+                "kind": {"enum": ["customer", "agent", "note", "system"]},
+                "from": {"type": "string"},
+                "to": _TEXT_LIST,
+                "cc": _TEXT_LIST,
+                "subject": {"type": "string"},
+                "text": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "message_id": {"type": "string"},
+                "auto_reason": {"type": ["string", "null"]},
+                "attachments": {"type": "array", "items": _ref("Attachment")},
+            },
+            optional=("auto_reason",),
+        ),
+        "TicketDetail": {
+            "allOf": [
+                _ref("Ticket"),
+                {
+                    "type": "object",
+                    "required": ["messages"],
+                    "properties": {"messages": {"type": "array", "items": _ref("Message")}},
+                },
+            ]
+        },
+        "NewMessage": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["kind", "text", "agent"],
+            "properties": {
+                "kind": {
+                    "enum": ["agent", "note"],
+                    "description": "agent: mailed to the customer and CCs; note: internal",
+                },
+                "text": {"type": "string", "minLength": 1},
+                "agent": {"type": "string", "description": "a configured agent's address"},
+            },
+        },
+        "TicketChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "status": {"type": "string", "description": "a configured status name"},
+                "priority": {"enum": ["low", "normal", "high", "urgent"]},
+                "assignee": {"type": ["string", "null"], "description": "an agent; null: nobody"},
+                "tags": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "the new set",
+                },
+            },
+        },
+        "TicketChanged": {
+            "allOf": [
+                _ref("Ticket"),
+                {
+                    "type": "object",
+                    "required": ["changes"],
+                    "properties": {"changes": _TEXT_LIST},
+                },
+            ]
+        },
+    }
+
+
+_CODE = {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str, schema: dict | None = None) -> dict:
+    schema = schema or {"type": "string"}
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+def _paths() -> dict:
+    return {
+        "/api/v1/tickets": {
+            "get": {
+                "operationId": "listTickets",
+                "summary": "Tickets, newest first, filtered; follow next_cursor until it is null",
+                "parameters": [
+                    _query("status", "status name (any case)"),
+                    _query("queue", "queue name"),
+                    _query("assignee", "an agent's address; empty or none: unassigned"),
+                    _query("customer", "the customer's address"),
+                    _query("q", "text in the subject or a message"),
+                    _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    _query("cursor", "next_cursor of the previous page"),
+                ],
+                "responses": {"200": _json(_ref("TicketList"), "A page"), **_errors(400, 401)},
+            }
+        },
+        "/api/v1/tickets/{code}": {
+            "parameters": [_CODE],
+            "get": {
+                "operationId": "getTicket",
+                "summary": "One ticket with its whole thread",
+                "responses": {
+                    "200": _json(_ref("TicketDetail"), "The ticket"),
+                    **_errors(401, 404),
+                },
+            },
+            "patch": {
+                "operationId": "updateTicket",
+                "summary": "Change status, priority, assignee and tags (absent keys stay)",
+                "requestBody": {"required": True, **_json(_ref("TicketChange"), "The changes")},
+                "responses": {
+                    "200": _json(_ref("TicketChanged"), "The ticket after the change"),
+                    **_errors(400, 401, 404, 409, 422),
+                },
+            },
+        },
+        "/api/v1/tickets/{code}/messages": {
+            "parameters": [_CODE],
+            "post": {
+                "operationId": "addMessage",
+                "summary": "An agent reply (mailed to the customer) or an internal note",
+                "requestBody": {"required": True, **_json(_ref("NewMessage"), "The message")},
+                "responses": {
+                    "201": _json(_ref("Message"), "The stored message"),
+                    **_errors(400, 401, 404, 409, 422),
+                },
+            },
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document (no token needed)",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "This OpenAPI 3.1 document")},
+            }
+        },
+    }
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailgate API",
+            "version": __version__,
+            "description": "Tickets of the mailgate helpdesk gateway. Every error is JSON: "
+            '{"error": {"code", "message"}}.',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/openapi.json", serve)
