@@ -8,6 +8,7 @@ flush the journal, close the database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -30,7 +31,8 @@ from mailgate.outbox.templates import MailTemplates
 from mailgate.outbox.transport import transport_for
 from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.journal import Journal
-from mailgate.pipeline.worker import PipelineDeps, PipelineWorker, quarantined_ids
+from mailgate.pipeline.reprocess import reprocess as reprocess_entries
+from mailgate.pipeline.worker import PipelineDeps, PipelineWorker
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
 from mailgate.systemd import Notifier
@@ -87,6 +89,7 @@ class Daemon:
                 journal,
                 delivery.wake,
                 self.status,
+                functools.partial(reprocess_entries, pipeline, engine),
             )
             web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
@@ -190,16 +193,11 @@ def pipeline_deps(runtime: RuntimeConfig) -> PipelineDeps:
 async def reprocess(
     runtime: RuntimeConfig, entry_ids: list[int] | None, progress: Callable[[int, int], None]
 ) -> Counter[str]:
-    """Run quarantined journal entries (all, or those named) through the pipeline again."""
+    """``mailgate reprocess``: quarantined entries through a pipeline of its own."""
     engine = engine_for(runtime.settings.database)
     try:
         pipeline = PipelineWorker(engine, pipeline_deps(runtime), node_id())
-        ids = entry_ids if entry_ids is not None else await quarantined_ids(engine)
-        outcomes: Counter[str] = Counter()
-        for done, entry_id in enumerate(ids, start=1):
-            outcomes[(await pipeline.process(entry_id)).split(" ")[0]] += 1
-            progress(done, len(ids))
-        return outcomes
+        return await reprocess_entries(pipeline, engine, entry_ids, progress)
     finally:
         await engine.dispose()
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,3 +38,5 @@ class WebContext:
     journal: Journal | None = None
     wake_delivery: Callable[[], None] = lambda: None
     status: DaemonStatus = field(default_factory=DaemonStatus)
+    # Quarantined journal entries (all for None) through the daemon's own pipeline.
+    reprocess: Callable[[list[int] | None], Awaitable[Counter[str]]] | None = None
