@@ -111,9 +111,19 @@ DEFAULT_STATUSES = [
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def parse_rate(value: str) -> tuple[int, int]:
+    """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
+    count, _, period = value.partition("/")
+    return int(count), int(period[:-1]) * _UNITS[period[-1]]
+
+
 class Tickets(_Section):
     code_prefix: str = Field("TCK", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     ack_rate_limit: str = Field("3/10m", pattern=RATE)
+    # Notifications to one agent, in all and about one ticket (a loop or a chatty
+    # thread cannot flood an agent's mailbox).
+    notify_rate_limit: str = Field("120/1h", pattern=RATE)
+    notify_ticket_rate_limit: str = Field("10/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
 
     @field_validator("statuses")
@@ -130,7 +140,7 @@ class Tickets(_Section):
 
     @property
     def ack_limit(self) -> tuple[int, int]:
-        return rate_limit(self.ack_rate_limit)
+        return parse_rate(self.ack_rate_limit)
 
     def category_of(self, status: str) -> StatusCategory | None:
         for candidate in self.statuses:
@@ -141,12 +151,6 @@ class Tickets(_Section):
     def first_of(self, category: StatusCategory) -> str:
         """The first configured status of ``category`` (New for new tickets, ...)."""
         return next(s.name for s in self.statuses if s.category == category)
-
-
-def rate_limit(text: str) -> tuple[int, int]:
-    """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
-    count, _, period = text.partition("/")
-    return int(count), int(period[:-1]) * _UNITS[period[-1]]
 
 
 class Route(_Section):

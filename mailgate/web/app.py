@@ -8,7 +8,7 @@ from aiohttp import web
 
 from mailgate import __version__
 from mailgate.db.session import ping
-from mailgate.web import api, metrics, newticket, openapi, portal, status
+from mailgate.web import api, api_write, metrics, newticket, openapi, portal, status
 from mailgate.web.context import WebContext
 from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
@@ -37,6 +37,7 @@ def init_app(context: WebContext) -> web.Application:
     status.add_routes(app)
     metrics.add_routes(app)
     api.add_routes(app)
+    api_write.add_routes(app)
     openapi.add_routes(app)
     portal.add_routes(app)
     newticket.add_routes(app)

@@ -9,9 +9,9 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.config import rate_limit
-from mailgate.db import rates
+from mailgate.config import parse_rate
 from mailgate.intake.webform import WebMail, arrival
+from mailgate.outbox import ratelimit
 from mailgate.pipeline.journal import JournalUnavailable
 from mailgate.web.i18n import texts
 from mailgate.web.keys import CONTEXT
@@ -35,11 +35,11 @@ async def within_limits(request: web.Request, email: str | None) -> bool:
     """Count this submission against the per-IP limit (and the per-address one for
     ``email``); False when one of them is used up."""
     settings = request.app[CONTEXT].runtime.settings.web
-    limits = {f"web:ip:{client_ip(request)}": rate_limit(settings.form_ip_rate_limit)}
+    limits = [(f"web:ip:{client_ip(request)}", parse_rate(settings.form_ip_rate_limit))]
     if email is not None:
-        limits[f"web:email:{email.lower()}"] = rate_limit(settings.form_rate_limit)
+        limits.append((f"web:email:{email.lower()}", parse_rate(settings.form_rate_limit)))
     async with AsyncSession(request.app[CONTEXT].engine) as session, session.begin():
-        return await rates.take(session, limits, datetime.now(UTC))
+        return await ratelimit.take(session, limits, datetime.now(UTC)) is None
 
 
 async def journal_mail(request: web.Request, mail: WebMail, recipient: str) -> int | None:

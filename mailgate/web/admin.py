@@ -1,0 +1,115 @@
+"""Admin pages: the quarantine (read, download, reprocess) and the outbox's captured and
+failed mail (the embedded default captures instead of sending: this is where it shows).
+
+Reprocessing runs in the daemon's own pipeline (``WebContext.reprocess``, the code
+behind ``mailgate reprocess``), so its outgoing mail is delivered at once.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import JournalEntry, OutboxItem
+from mailgate.web.keys import CONTEXT
+from mailgate.web.public import when
+
+PAGE_SIZE = 200
+SHOWN_STATES = ("captured", "failed")
+
+
+async def quarantine(request: web.Request) -> web.Response:
+    async with AsyncSession(request.app[CONTEXT].engine) as session:
+        entries = list(
+            await session.scalars(
+                select(JournalEntry)
+                .where(JournalEntry.state == "quarantined")
+                .order_by(JournalEntry.id)
+                .limit(PAGE_SIZE)
+            )
+        )
+    values = {"entries": entries, "outcome": request.query.get("outcome", ""), "when": when}
+    return aiohttp_jinja2.render_template("admin_quarantine.html", request, values)
+
+
+async def quarantined_raw(request: web.Request) -> web.Response:
+    """The entry's bytes exactly as received, as a download (never shown inline)."""
+    entry = await _get(request, JournalEntry, int(request.match_info["id"]))
+    return web.Response(
+        body=entry.raw,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="journal-{entry.id}.eml"'},
+    )
+
+
+async def reprocess(request: web.Request) -> web.Response:
+    """POST: one entry (``/admin/quarantine/{id}/reprocess``) or every quarantined one."""
+    run = request.app[CONTEXT].reprocess
+    if run is None:
+        raise web.HTTPServiceUnavailable(text="no pipeline runs in this process")
+    entry_id = request.match_info.get("id")
+    outcomes = await run([int(entry_id)] if entry_id else None)
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    location = request.app.router["quarantine"].url_for().with_query(outcome=summary or "none")
+    raise web.HTTPSeeOther(location)
+
+
+async def outbox(request: web.Request) -> web.Response:
+    query = select(OutboxItem).where(OutboxItem.state.in_(SHOWN_STATES))
+    if request.query.get("before", "").isdigit():
+        query = query.where(OutboxItem.id < int(request.query["before"]))
+    async with AsyncSession(request.app[CONTEXT].engine) as session:
+        items = list(await session.scalars(query.order_by(OutboxItem.id.desc()).limit(PAGE_SIZE)))
+    rows = [(item, _headers(item.raw)) for item in items]
+    more = items[-1].id if len(items) == PAGE_SIZE else None
+    values = {"rows": rows, "more": more, "when": when}
+    return aiohttp_jinja2.render_template("admin_outbox.html", request, values)
+
+
+async def outbox_item(request: web.Request) -> web.Response:
+    item = await _get(request, OutboxItem, int(request.match_info["id"]))
+    message = BytesParser(policy=email.policy.default).parsebytes(item.raw)
+    values = {"item": item, "message": message, "body": _text(message), "when": when}
+    return aiohttp_jinja2.render_template("admin_outbox_item.html", request, values)
+
+
+async def outbox_raw(request: web.Request) -> web.Response:
+    item = await _get(request, OutboxItem, int(request.match_info["id"]))
+    return web.Response(
+        body=item.raw,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="outbox-{item.id}.eml"'},
+    )
+
+
+async def _get(request: web.Request, model, key: int):
+    async with AsyncSession(request.app[CONTEXT].engine) as session:
+        row = await session.get(model, key)
+    if row is None:
+        raise web.HTTPNotFound(text=f"no {model.__tablename__} entry {key}")
+    return row
+
+
+def _headers(raw: bytes) -> EmailMessage:
+    return BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+
+
+def _text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    return body.get_content() if body is not None else "(no text part)"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/quarantine", quarantine, name="quarantine")
+    app.router.add_post("/admin/quarantine/reprocess", reprocess)
+    app.router.add_get("/admin/quarantine/{id:\\d+}/raw", quarantined_raw)
+    app.router.add_post("/admin/quarantine/{id:\\d+}/reprocess", reprocess)
+    app.router.add_get("/admin/outbox", outbox)
+    app.router.add_get("/admin/outbox/{id:\\d+}", outbox_item)
+    app.router.add_get("/admin/outbox/{id:\\d+}/raw", outbox_raw)

@@ -1,0 +1,51 @@
+"""The OpenAPI document: a valid OpenAPI 3.1 document that names every /api route."""
+
+from __future__ import annotations
+
+import pytest
+from openapi_spec_validator import validate
+
+from mailgate.app import pipeline_deps
+from mailgate.config import LoadedConfig, parse_config
+from mailgate.db.session import create_engine
+from mailgate.runtime import RuntimeConfig
+from mailgate.web.app import init_app
+from mailgate.web.context import WebContext
+from mailgate.web.openapi import document
+from tests.support import MailgateProcess, api_call
+
+
+def test_the_document_is_valid_openapi():
+    validate(document())
+
+
+async def test_every_api_route_is_documented(tmp_path):
+    settings = parse_config('[web]\nsecret_key = "k"\n', "test")
+    runtime = RuntimeConfig(LoadedConfig(settings, None))
+    deps = pipeline_deps(runtime)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/unused.db")
+    app = init_app(WebContext(engine, runtime, deps.signer, deps.composer))
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource.canonical.startswith("/api/") and route.method != "HEAD"
+    }
+    documented = {
+        (method.upper(), path)
+        for path, item in document()["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    await engine.dispose()
+    assert registered == documented
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_document_is_served_without_a_token(setup):
+    process = MailgateProcess(setup)
+    await process.start()
+    try:
+        status, served = await api_call(setup, "/api/v1/openapi.json", token=None)
+    finally:
+        await process.stop()
+    assert status == 200 and served == document()
