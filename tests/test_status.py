@@ -80,3 +80,50 @@ async def test_status_page_shows_listeners_and_the_quarantine(daemon, engine):
     assert re.search(r'id="quarantined">1\b', page.text)
     assert "mailgate 0.1.0" in page.text and "up 0m" in page.text
     assert "too many MIME parts" not in page.text  # error texts are for agents
+
+
+@pytest.fixture
+async def imap_status(tmp_path):
+    """The app in-process, with two IMAP intakes in the states a daemon would show."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from mailgate.app import pipeline_deps
+    from mailgate.config import Imap, LoadedConfig, parse_config
+    from mailgate.db.migrate import upgrade
+    from mailgate.db.session import create_engine
+    from mailgate.intake.imap import ImapIntake
+    from mailgate.runtime import RuntimeConfig
+    from mailgate.web.app import init_app
+    from mailgate.web.context import DaemonStatus, WebContext
+
+    runtime = RuntimeConfig(LoadedConfig(parse_config('[web]\nsecret_key = "k"\n', "test"), None))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/status.db")
+    await upgrade(engine)
+    boxes = [
+        Imap(name=name, host="imap.example.test", username="u", deliver_to="support@example.test")
+        for name in ("sales", "help")
+    ]
+    sales, help_box = (ImapIntake(box, engine) for box in boxes)
+    sales.status.connected = sales.status.idling = sales.status.holds_lease = True
+    sales.status.backlog = 7
+    help_box.status.error("login failed for u@imap.example.test")
+    status = DaemonStatus(listeners=["smtp 127.0.0.1:2525"], imap=[sales, help_box])
+    deps = pipeline_deps(runtime)
+    app = init_app(WebContext(engine, runtime, deps.signer, deps.composer, status=status))
+    async with TestClient(TestServer(app)) as client:
+        yield client
+    await engine.dispose()
+
+
+async def test_status_page_shows_imap_mailboxes(imap_status):
+    response = await imap_status.get("/status")
+    page = await response.text()
+    assert response.status == 200
+    sales = re.search(r"<td>sales</td>(.*?)</tr>", page, re.S).group(1)
+    assert "idling" in sales and "<td>7</td>" in sales
+    help_row = re.search(r"<td>help</td>(.*?)</tr>", page, re.S).group(1)
+    assert "disconnected" in help_row and "UTC" in help_row
+    assert "login failed" not in page  # the error text is for signed-in agents
+    metrics = await (await imap_status.get("/metrics")).text()
+    assert 'mailgate_imap_backlog{mailbox="sales"} 7.0' in metrics
+    assert 'mailgate_imap_connected{mailbox="help"} 0.0' in metrics

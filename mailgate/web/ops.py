@@ -70,7 +70,7 @@ async def take_snapshot(engine: AsyncEngine) -> Snapshot:
 
 async def _grouped(session: AsyncSession, column) -> dict[str, int]:
     rows = await session.execute(select(column, func.count()).group_by(column))
-    return {key: count for key, count in rows.tuples()}
+    return {key: count for key, count in rows}
 
 
 async def _latency(session: AsyncSession) -> Latency:
