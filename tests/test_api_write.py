@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
+import urllib.request
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -167,3 +171,62 @@ async def test_a_merged_ticket_is_a_conflict(daemon, smarthost, engine, code):
     body = {"kind": "note", "text": "x", "agent": "alice@example.test"}
     status, _ = await call(daemon, "POST", f"/api/v1/tickets/{code}/messages", body)
     assert status == 409
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+# Real values too, so the examples reach the actions and not only the validation.
+VALUES = JSON | st.sampled_from(["Open", "solved", "urgent", "alice@example.test", "budi", "vip"])
+TAGS = st.lists(st.sampled_from(["vip", "printer", "two words", "", "x" * 70]), max_size=3)
+PATCH_BODIES = st.fixed_dictionaries(
+    {}, optional={"status": VALUES, "priority": VALUES, "assignee": VALUES, "tags": TAGS | JSON}
+)
+POST_FIELDS = {
+    "kind": st.sampled_from(["agent", "note", "system"]) | JSON,
+    "text": st.text(max_size=30) | JSON,
+    "agent": st.sampled_from(["alice@example.test", "Budi", "x@y.test"]) | JSON,
+}
+POST_BODIES = st.fixed_dictionaries({}, optional=POST_FIELDS) | st.fixed_dictionaries(POST_FIELDS)
+
+
+def raw_call(port: int, method: str, path: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        method=method,
+        headers={"Authorization": "Bearer test-token", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    operation=st.sampled_from(["PATCH", "POST"]),
+    body=st.one_of(PATCH_BODIES, POST_BODIES, JSON).map(lambda v: json.dumps(v).encode())
+    | st.binary(max_size=40),
+    which=st.sampled_from(["ticket", "unknown"]),
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_write_api_never_answers_5xx(daemon, code, operation, body, which):
+    """Arbitrary bodies, well-formed or not: a JSON answer below 500, always."""
+    target = code if which == "ticket" else "TCK-20260101-XXXX"
+    path = f"/api/v1/tickets/{target}" + ("/messages" if operation == "POST" else "")
+    status, answer = raw_call(daemon.setup.web_port, operation, path, body)
+    event(f"{operation} {status}")  # --hypothesis-show-statistics shows the spread
+    assert status < 500, (operation, body, answer)
+    conforms(
+        answer, "Error" if status >= 400 else ("Message" if status == 201 else "TicketChanged")
+    )
