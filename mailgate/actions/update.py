@@ -60,9 +60,7 @@ async def update_ticket(
 ) -> list[str]:
     """Apply the given changes as ``agent`` (an agent's address, or another actor such
     as an API client); returns the changes made, human readable."""
-    current = set(
-        await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
-    )
+    current = await _tags(session, ticket)
     wanted = _checked(ctx.runtime, current, status, priority, assignee, add_tags, remove_tags)
     now = datetime.now(UTC)
     changes = [
@@ -74,6 +72,27 @@ async def update_ticket(
     if changes:
         ticket.updated_at = now
     return changes
+
+
+async def check_update(
+    session: AsyncSession,
+    ctx: ActionContext,
+    ticket: Ticket,
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    assignee: str | _Unset | None = UNSET,
+    add_tags: Iterable[str] = (),
+    remove_tags: Iterable[str] = (),
+) -> None:
+    """Raise the ActionError ``update_ticket`` would raise for these values; change
+    nothing (so a caller can refuse a whole request before it does anything)."""
+    current = await _tags(session, ticket)
+    _checked(ctx.runtime, current, status, priority, assignee, add_tags, remove_tags)
+
+
+async def _tags(session: AsyncSession, ticket: Ticket) -> set[str]:
+    return set(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
 
 
 def _checked(runtime, current, status, priority, assignee, add_tags, remove_tags) -> _Wanted:
