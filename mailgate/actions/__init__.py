@@ -8,13 +8,8 @@ the delivery worker for the mail an action queued.
 from mailgate.actions.base import UNSET, ActionContext, ActionError
 from mailgate.actions.merge import merge_tickets, split_message
 from mailgate.actions.messages import add_note, agent_reply
-from mailgate.actions.update import (
-    PRIORITIES,
-    check_update,
-    resolve_agent,
-    status_name,
-    update_ticket,
-)
+from mailgate.actions.update import update_ticket
+from mailgate.actions.values import PRIORITIES, check_update, resolve_agent, status_name
 from mailgate.outbox.compose import NewAttachment
 
 __all__ = [
