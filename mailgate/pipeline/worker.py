@@ -189,7 +189,8 @@ class PipelineWorker:
             done = await apply_agent_mail(
                 session, ActionContext(deps.runtime, deps.composer), inbound, existing
             )
-            return f"{existing.code}, {done.outcome} by {inbound.agent}", True
+            how = inbound.sender_check.how
+            return f"{existing.code}, {done.outcome} by {inbound.agent} ({how})", True
         route = route_for(inbound.recipients, deps.runtime.routes)
         if route is None:
             raise Quarantine(f"no route for {', '.join(inbound.recipients)}")
