@@ -135,6 +135,9 @@ class Message(Base):
     quoted_text: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)
     auto_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the mail names an agent (From, or an agent's signed address) but did
+    # not authenticate as that agent: it was handled as an outside message.
+    flag: Mapped[str | None] = mapped_column(Text)
     agent_authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Time)
 
