@@ -107,7 +107,26 @@ async def _ticket(request: web.Request) -> Ticket:
 
 async def _render(request, ticket: Ticket, form: Submitted, errors, *, status=200, sent=False):
     context = request.app[CONTEXT]
-    async with AsyncSession(context.engine) as session:
+    tickets = context.runtime.settings.tickets
+    values = {
+        "t": texts(ticket.locale),
+        "lang": ticket.locale,
+        "ticket": ticket,
+        "closed": tickets.category_of(ticket.status) == "closed",
+        "thread": await _public_thread(context.engine, ticket),
+        "action": portal_path(context.signer, ticket.code),
+        "csrf": context.signer.form_token("portal", ticket.code),
+        "text": form.fields.get("text", ""),
+        "errors": errors,
+        "sent": sent,
+        "when": when,
+    }
+    return aiohttp_jinja2.render_template("portal.html", request, values, status=status)
+
+
+async def _public_thread(engine, ticket: Ticket) -> list[tuple[Message, list[str]]]:
+    """Customer mail and agent replies, oldest first, each with its attachment names."""
+    async with AsyncSession(engine) as session:
         messages = list(
             await session.scalars(
                 select(Message)
@@ -123,21 +142,7 @@ async def _render(request, ticket: Ticket, form: Submitted, errors, *, status=20
     attachments: dict[int, list[str]] = {}
     for message_id, filename in files:
         attachments.setdefault(message_id, []).append(filename)
-    tickets = context.runtime.settings.tickets
-    values = {
-        "t": texts(ticket.locale),
-        "lang": ticket.locale,
-        "ticket": ticket,
-        "closed": tickets.category_of(ticket.status) == "closed",
-        "thread": [(m, attachments.get(m.id, [])) for m in messages],
-        "action": portal_path(context.signer, ticket.code),
-        "csrf": context.signer.form_token("portal", ticket.code),
-        "text": form.fields.get("text", ""),
-        "errors": errors,
-        "sent": sent,
-        "when": when,
-    }
-    return aiohttp_jinja2.render_template("portal.html", request, values, status=status)
+    return [(m, attachments.get(m.id, [])) for m in messages]
 
 
 def add_routes(app: web.Application) -> None:
