@@ -80,12 +80,14 @@ class Composer:
         route: Route,
         parent: InReplyTo,
         agent: str,
+        template: str = "agent_notification",
         **details: object,
     ) -> Outgoing:
         """Tell ``agent`` about a new ticket or reply; ``details`` feed the template
-        (event, author, text, attachments, auto_reason)."""
+        (event, author, text, attachments, auto_reason). Another ``template`` (such as
+        ``delivery_failure``) tells of something else and names the outbox kind."""
         mail = self._templates.render(
-            "agent_notification",
+            template,
             route.locale,
             ticket=ticket,
             ticket_url=self.ticket_url(ticket.code),
@@ -95,7 +97,7 @@ class Composer:
         message["To"] = agent
         message["Reply-To"] = self._signer.reply_address(route.address, ticket.code, agent)
         message.set_content(mail.body)
-        return Outgoing(message, "agent_notification", route.address, (agent,))
+        return Outgoing(message, template, route.address, (agent,))
 
     def _headers(
         self, ticket: Ticket, route: Route, subject: str, parent: InReplyTo, auto: str
