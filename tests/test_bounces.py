@@ -14,17 +14,32 @@ import asyncio
 import re
 import smtplib
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import select
 
 from mailgate.addresses import RouteTable
 from mailgate.config import Route
-from mailgate.db.models import AuditEvent, DeliveryAttempt, OutboxItem, Suppression
-from mailgate.db.session import sessions
+from mailgate.db.migrate import upgrade
+from mailgate.db.models import (
+    AuditEvent,
+    DeliveryAttempt,
+    JournalEntry,
+    Message,
+    OutboxItem,
+    Suppression,
+    Ticket,
+)
+from mailgate.db.session import create_engine, sessions
+from mailgate.outbox.queue import enqueue
+from mailgate.outbox.transport import SmtpTransport
+from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.dsn import read_reports
 from mailgate.signing import Signer
-from tests.support import MailgateProcess, api_get
+from tests.relay import Relay
+from tests.support import PG_ADMIN_URL, MailgateProcess, MailgateSetup, api_get, wait_until
 from tests.test_pipeline import mail, send, sent_to, settled
 
 # file -> (recipient, action, status, hard) of each report
@@ -112,6 +127,58 @@ def test_bounce_addresses_of_the_return_path_domain_are_ours():
     assert not with_domain.is_ours("other+7.abc@bounces.example.test")
     assert with_domain.match("bounce+7.abc@bounces.example.test") is None  # not a route
     assert not RouteTable(routes).is_ours("bounce+7.abc@bounces.example.test")
+
+
+async def test_automatic_mail_is_held_back_from_suppressed_addresses(engine, smarthost):
+    """The delivery worker sends no automatic mail (Auto-Submitted) to a suppressed
+    address, whoever composed it; a relayed human reply still goes. Every message
+    leaves with its own signed return path."""
+    await upgrade(engine)
+    now = datetime.now(UTC)
+    async with sessions(engine).begin() as session:
+        session.add(Suppression(email="bounced@client.test", until=now + timedelta(days=1)))
+        session.add(Suppression(email="expired@client.test", until=now - timedelta(seconds=1)))
+        queued = [
+            _enqueue(session, ["Bounced@client.test"], automatic=True),
+            _enqueue(session, ["bounced@client.test", "expired@client.test"], automatic=True),
+            _enqueue(session, ["bounced@client.test"], automatic=False),
+        ]
+    signer = Signer(b"secret")
+    transport = SmtpTransport("127.0.0.1", smarthost.port, local_hostname="mailgate.test")
+    worker = DeliveryWorker(
+        engine, transport, "node", return_path=lambda s, i: signer.bounce_address(s, i)
+    )
+    assert await worker.deliver_due() == 3
+    states = {i.id: (i.state, i.last_error) for i in await rows(engine, OutboxItem)}
+    held, partly, human = (states[item.id] for item in queued)
+    assert held == ("suppressed", "not sent: Bounced@client.test: suppressed after a hard bounce")
+    assert partly == ("sent", "bounced@client.test: suppressed after a hard bounce")
+    assert human == ("sent", None)
+    assert [m.rcpt_tos for m in smarthost.messages] == [
+        ("expired@client.test",),
+        ("bounced@client.test",),
+    ]
+    ids = [queued[1].id, queued[2].id]
+    assert [signer.read_bounce_address(m.mail_from) for m in smarthost.messages] == ids
+
+
+def _enqueue(session, recipients: list[str], automatic: bool) -> OutboxItem:
+    message = EmailMessage()
+    message["From"] = "support@example.test"
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = "Automatic" if automatic else "A person's reply"
+    message["Message-ID"] = make_msgid(domain="example.test")
+    if automatic:
+        message["Auto-Submitted"] = "auto-replied"
+    message.set_content("Hello")
+    return enqueue(
+        session,
+        message,
+        kind="acknowledgement" if automatic else "relay",
+        envelope_from="support@example.test",
+        recipients=recipients,
+        ticket_id=None,
+    )
 
 
 # -- through a real daemon ---------------------------------------------------------
@@ -245,6 +312,17 @@ async def test_hard_bounce_fails_delivery_shows_event_tells_agent_and_suppresses
     skipped = await rows(engine, AuditEvent, AuditEvent.action == "ack_skipped")
     assert "suppressed" in skipped[0].data["reason"]
 
+    # The notice bounces too: no notice about the notice (no loop); Alice is suppressed.
+    items = len(await rows(engine, OutboxItem))
+    back = dsn(notice.mail_from, "alice@example.test", notice.message["Message-ID"])
+    await bounce_back(daemon, engine, back, notice.mail_from, 4)
+    [failed] = await rows(engine, OutboxItem, OutboxItem.id == outbox_id(notice.mail_from))
+    assert failed.state == "failed" and len(await rows(engine, OutboxItem)) == items
+    assert {s.email for s in await rows(engine, Suppression)} == {
+        "carol@client.test",
+        "alice@example.test",
+    }
+
 
 async def test_forged_and_soft_bounces_neither_fail_nor_suppress(daemon, smarthost, engine):
     port = daemon.setup.smtp_port
@@ -328,3 +406,138 @@ async def test_return_path_domain_bounces_and_text_bounces(setup, smarthost, eng
         assert suppression.email == "olduser@legacy.example"
     finally:
         assert await process.stop() == 0
+
+
+# -- two helpdesks writing to each other -------------------------------------------
+
+
+@pytest.fixture
+async def other_database_url(database_url, tmp_path):
+    """A second database of the same kind, for a second mailgate."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path}/other.db"
+        return
+    asyncpg = pytest.importorskip("asyncpg")
+    name = database_url.rpartition("/")[2] + "_other"
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield database_url.rpartition("/")[0] + f"/{name}"
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+LOOP_HEADERS = re.compile(rb"^(auto-submitted|x-loop|precedence):[^\r\n]*\r\n", re.I | re.M)
+THREAD_HEADERS = re.compile(rb"^(in-reply-to|references):[^\r\n]*\r\n", re.I | re.M)
+CODES = re.compile(rb"\[TCK-\d{8}-[A-Z0-9]{4}\] ?")
+
+
+def strip_loop_headers(raw: bytes) -> bytes:
+    """A path that drops the RFC 3834 headers (some forwarders and gateways do)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return LOOP_HEADERS.sub(b"", head + b"\r\n") + b"\r\n" + body
+
+
+def strip_loop_and_thread_headers(raw: bytes) -> bytes:
+    """Worse: no threading headers and no ticket codes either; only the
+    acknowledgement rate limit is left to stop the two."""
+    head, _, body = strip_loop_headers(raw).partition(b"\r\n\r\n")
+    head = CODES.sub(b"", THREAD_HEADERS.sub(b"", head + b"\r\n"))
+    return head + b"\r\n" + body
+
+
+async def _auto_submitted_held(a, b) -> bool:
+    """B stored A's acknowledgement as automatic mail and answered nothing."""
+    [reason] = await _all(b, Message.auto_reason)
+    return "Auto-Submitted: auto-replied" in reason
+
+
+async def _threading_held(a, b) -> bool:
+    """B's acknowledgement threaded to A's ticket (References), which takes no ack."""
+    return len(await _all(a, Ticket.id)) == 1 and len(await _all(a, Message.id)) == 2
+
+
+async def _ack_rate_limit_held(a, b) -> bool:
+    reasons = [data["reason"] for data in await _all(a, AuditEvent.data) if "reason" in data]
+    return any("acknowledgement rate limit reached for support@b.test" in r for r in reasons)
+
+
+async def _all(engine, column) -> list:
+    async with sessions(engine)() as session:
+        return list(await session.scalars(select(column)))
+
+
+# path -> (the most messages the two may exchange, the mechanism that stops them)
+PATHS = {
+    "faithful": (lambda raw: raw, 1, _auto_submitted_held),
+    "strips_loop_headers": (strip_loop_headers, 2, _threading_held),
+    "strips_threading_too": (strip_loop_and_thread_headers, 6, _ack_rate_limit_held),
+}
+
+
+def helpdesk(directory, database_url: str, name: str, relay_port: int) -> MailgateSetup:
+    directory.mkdir()
+    setup = MailgateSetup(directory, database_url)
+    setup.sections["outbound"] = {"smarthost": f"127.0.0.1:{relay_port}"}
+    setup.sections["web"]["secret_key"] = f"secret-of-{name}"
+    setup.routes = [{"address": f"support@{name}.test", "agents": [f"agent@{name}.agents.test"]}]
+    setup.agents = [{"email": f"agent@{name}.agents.test", "name": f"Agent {name}"}]
+    return setup
+
+
+async def snapshot(engine) -> tuple[int, int, bool]:
+    """Journal entries, outbox items, and whether nothing is waiting or in flight."""
+    async with sessions(engine)() as session:
+        journal = list(await session.scalars(select(JournalEntry.state)))
+        outbox = list(await session.scalars(select(OutboxItem.state)))
+    busy = {"pending", "processing", "queued", "sending"} & {*journal, *outbox}
+    return len(journal), len(outbox), not busy
+
+
+async def quiet(*engines) -> list[tuple[int, int, bool]]:
+    """Wait until every instance is idle, twice in a row with nothing new between:
+    a message in flight is always waiting somewhere (the relay hands it on before
+    the sender counts it sent)."""
+    last: list = []
+
+    async def settled_twice():
+        nonlocal last
+        now = [await snapshot(engine) for engine in engines]
+        done = now == last and all(idle for *_, idle in now)
+        last = now
+        return now if done else None
+
+    return await wait_until(settled_twice, "both helpdesks idle", seconds=120, interval=0.2)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+async def test_two_helpdesks_writing_to_each_other_stop(
+    tmp_path, database_url, other_database_url, smarthost, path
+):
+    rewrite, bound, held = PATHS[path]
+    relay = Relay({}, smarthost.port, rewrite)
+    a = helpdesk(tmp_path / "a", database_url, "a", relay.port)
+    b = helpdesk(tmp_path / "b", other_database_url, "b", relay.port)
+    relay.ports = {"a.test": a.smtp_port, "b.test": b.smtp_port}
+    await relay.start()
+    daemons = [MailgateProcess(a), MailgateProcess(b)]
+    engines = [create_engine(a.database_url), create_engine(b.database_url)]
+    try:
+        for daemon in daemons:
+            await daemon.start()
+        first = mail("Hello from B", sender="B Support <support@b.test>", to="support@a.test")
+        await asyncio.to_thread(send, a.smtp_port, first, ["support@a.test"], "support@b.test")
+        await quiet(*engines)
+        exchanged = len(relay.to("a.test")) + len(relay.to("b.test"))
+        assert 1 <= exchanged <= bound
+        assert await held(*engines)
+        for engine in engines:  # and not because mail failed: all was delivered
+            assert set(await _all(engine, OutboxItem.state)) <= {"sent"}
+        assert all(daemon.healthy() for daemon in daemons)
+    finally:
+        for daemon in daemons:
+            await daemon.stop()
+        for engine in engines:
+            await engine.dispose()
+        await relay.stop()
