@@ -35,6 +35,7 @@ from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
+from mailgate.web.context import DaemonStatus, WebContext
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Daemon:
         self.runtime = runtime
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
-        self.imap_intakes: list[ImapIntake] = []  # read by the status page (issue 6)
+        self.status = DaemonStatus()  # read by the status page and the metrics
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -74,16 +75,26 @@ class Daemon:
             stack.push_async_callback(engine.dispose)
             if settings.database.auto_migrate:
                 await _guard("database upgrade", upgrade(engine))
-            delivery, pipeline = self._workers(engine)
+            deps = pipeline_deps(self.runtime)
+            delivery, pipeline = self._workers(engine, deps)
             journal = Journal(engine, settings.database.write_timeout_seconds, pipeline.wake)
             stack.push_async_callback(journal.close)
-            web_runner = await self._start_web(engine)
+            web_context = WebContext(
+                engine,
+                self.runtime,
+                deps.signer,
+                deps.composer,
+                journal,
+                delivery.wake,
+                self.status,
+            )
+            web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
             registry = SessionRegistry(
                 settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
             )
             servers = await self._start_listeners(journal, registry)
-            self.imap_intakes = self._imap_intakes(engine, pipeline.wake)
+            self.status.imap = self._imap_intakes(engine, pipeline.wake)
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
@@ -93,7 +104,7 @@ class Daemon:
                 others = [group.create_task(self.notifier.watchdog(), name="watchdog")]
                 others += [  # IMAP intake: one task per [[imap]] mailbox
                     group.create_task(intake.run(), name=f"imap:{intake.config.name}")
-                    for intake in self.imap_intakes
+                    for intake in self.status.imap
                 ]
                 await self._stop.wait()
                 log.info("stopping: no new connections, finishing sessions in flight")
@@ -106,7 +117,7 @@ class Daemon:
                 await _finish(workers.values(), worker_tasks, WORKER_GRACE_SECONDS)
         log.info("mailgate stopped")
 
-    def _workers(self, engine) -> tuple[DeliveryWorker, PipelineWorker]:
+    def _workers(self, engine, deps: PipelineDeps) -> tuple[DeliveryWorker, PipelineWorker]:
         """The delivery worker, and the pipeline worker that wakes it for new mail."""
         outbound = self.runtime.settings.outbound
         node = node_id()
@@ -117,9 +128,9 @@ class Daemon:
             backoff_base=outbound.retry_base_seconds,
             backoff_cap=outbound.retry_cap_seconds,
             give_up_after=timedelta(hours=outbound.give_up_after_hours),
-            return_path=return_paths(self.runtime),
+            return_path=return_paths(self.runtime, deps.signer),
         )
-        return delivery, build_pipeline(self.runtime, engine, node, delivery.wake)
+        return delivery, PipelineWorker(engine, deps, node, delivery.wake)
 
     def _imap_intakes(self, engine, on_commit: Callable[[], None]) -> list[ImapIntake]:
         """One intake per ``[[imap]]`` mailbox; each journals straight into ``engine``."""
@@ -134,10 +145,11 @@ class Daemon:
         for address, protocol in wanted:
             listening = start_listener(address, protocol, self.runtime, journal, registry)
             servers.append(await _guard(f"{protocol} listener on {address}", listening))
+            self.status.listeners.append(f"{protocol} {address}")
         return servers
 
-    async def _start_web(self, engine) -> web.AppRunner:
-        runner = web.AppRunner(init_app(engine, self.runtime), handle_signals=False)
+    async def _start_web(self, context: WebContext) -> web.AppRunner:
+        runner = web.AppRunner(init_app(context), handle_signals=False)
         await runner.setup()
         address = self.runtime.settings.web.listen
         if address:
@@ -167,10 +179,9 @@ def node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def return_paths(runtime: RuntimeConfig) -> Callable[[str, int], str]:
+def return_paths(runtime: RuntimeConfig, signer: Signer) -> Callable[[str, int], str]:
     """The envelope sender of an outbox item: its signed bounce address. The return
     path domain is read at each use, so a reload (SIGHUP) changes it."""
-    signer = Signer(server_secret(runtime.settings))
 
     def return_path(sender: str, outbox_id: int) -> str:
         domain = runtime.settings.outbound.return_path_domain
@@ -179,14 +190,13 @@ def return_paths(runtime: RuntimeConfig) -> Callable[[str, int], str]:
     return return_path
 
 
-def build_pipeline(
-    runtime: RuntimeConfig, engine, node: str, on_outgoing: Callable[[], None] = lambda: None
-) -> PipelineWorker:
+def pipeline_deps(runtime: RuntimeConfig) -> PipelineDeps:
+    """The signer and composer the pipeline and the web share."""
     settings = runtime.settings
     signer = Signer(server_secret(settings))
     templates = MailTemplates(settings.templates.directory)
     composer = Composer(templates, signer, settings.web.base_url)
-    return PipelineWorker(engine, PipelineDeps(runtime, signer, composer), node, on_outgoing)
+    return PipelineDeps(runtime, signer, composer)
 
 
 async def reprocess(
@@ -195,7 +205,7 @@ async def reprocess(
     """Run quarantined journal entries (all, or those named) through the pipeline again."""
     engine = engine_for(runtime.settings.database)
     try:
-        pipeline = build_pipeline(runtime, engine, node_id())
+        pipeline = PipelineWorker(engine, pipeline_deps(runtime), node_id())
         ids = entry_ids if entry_ids is not None else await quarantined_ids(engine)
         outcomes: Counter[str] = Counter()
         for done, entry_id in enumerate(ids, start=1):

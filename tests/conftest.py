@@ -16,6 +16,8 @@ import pytest
 from mailgate.db.session import create_engine
 from tests.support import PG_ADMIN_URL, MailgateProcess, MailgateSetup, need
 
+pytest_plugins = ["tests.browser"]  # the browser and page fixtures
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request, tmp_path):

@@ -6,21 +6,13 @@ can be overridden; the built-in templates ship in ``templates/mail``.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 
-BUILTIN = Path(__file__).resolve().parents[2] / "templates" / "mail"
+from mailgate.resources import builtin_templates
+
 FALLBACK_LOCALE = "en"
-
-
-def builtin_directory() -> Path:
-    """Built-in mail templates: the source tree's, else the copy installed with us."""
-    if BUILTIN.is_dir():
-        return BUILTIN
-    return Path(sys.prefix) / "share" / "mailgate" / "templates" / "mail"
 
 
 @dataclass(frozen=True)
@@ -33,7 +25,7 @@ class MailTemplates:
     def __init__(self, admin_directory: str = "") -> None:
         search = [admin_directory] if admin_directory else []
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([*search, str(builtin_directory())]),
+            loader=jinja2.FileSystemLoader([*search, str(builtin_templates("mail"))]),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,  # plain-text mail; the web escapes on display

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate import __version__
 from mailgate.db.session import ping
-from mailgate.runtime import RuntimeConfig
 from mailgate.web import api
-from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.context import WebContext
+from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
+from mailgate.web.pages import security_headers, setup_pages
 
 HEALTH_TIMEOUT_SECONDS = 3.0
 
@@ -27,10 +27,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok", "version": __version__})
 
 
-def init_app(engine: AsyncEngine, runtime: RuntimeConfig) -> web.Application:
-    app = web.Application(middlewares=[api.api_errors])
-    app[ENGINE] = engine
-    app[RUNTIME] = runtime
+def init_app(context: WebContext) -> web.Application:
+    app = web.Application(middlewares=[security_headers, api.api_errors])
+    app[CONTEXT] = context
+    app[ENGINE] = context.engine
+    app[RUNTIME] = context.runtime
+    setup_pages(app, context.runtime.settings.templates.directory)
     app.router.add_get("/healthz", healthz)
     api.add_routes(app)
     return app
