@@ -55,7 +55,9 @@ async def handle_bounce(
     inbound: Inbound,
 ) -> str | None:
     """Apply a bounce of our mail; its outcome, or None if ``inbound`` is none."""
-    item = await _bounced_item(session, signer, inbound.recipients)
+    # The envelope names the bounce address; mail fetched by IMAP has only its To:.
+    addressed = (*inbound.recipients, *(address.email for address in inbound.message.to))
+    item = await _bounced_item(session, signer, addressed)
     if item is None:
         return None
     raw = await session.scalar(select(JournalEntry.raw).where(JournalEntry.id == inbound.entry_id))
@@ -180,10 +182,16 @@ def _notify_agents(session, runtime, composer: Composer, ticket, item, reports, 
     hours = f"{runtime.settings.outbound.suppress_after_bounce_hours:g}"
     for agent in agents:
         notice = composer.agent_notification(
-            ticket, route, InReplyTo(item.message_id), agent, template=NOTICE,
-            failures=failures, what=item.kind.replace("_", " "), suppressed=hard,
+            ticket,
+            route,
+            InReplyTo(item.message_id),
+            agent,
+            template=NOTICE,
+            failures=failures,
+            what=item.kind.replace("_", " "),
+            suppressed=hard,
             suppress_hours=hours,
-        )  # fmt: skip
+        )
         enqueue(
             session,
             notice.message,
