@@ -339,7 +339,8 @@ async def test_forged_and_soft_bounces_neither_fail_nor_suppress(daemon, smartho
 
     await bounce_back(daemon, engine, dsn(forged, "carol@client.test", message_id), forged, 2)
     soft = dsn(verp, "carol@client.test", message_id, "delayed", "4.4.1", "451 4.4.1 Try later")
-    await bounce_back(daemon, engine, soft, verp, 3)
+    # To the plain support address, as a mailbox fetched by IMAP has it: To: counts.
+    await bounce_back(daemon, engine, soft, "support@example.test", 3)
 
     [item] = await rows(engine, OutboxItem, OutboxItem.id == outbox_id(verp))
     assert item.state == "sent" and item.last_error is None
@@ -395,7 +396,7 @@ async def test_return_path_domain_bounces_and_text_bounces(setup, smarthost, eng
         )
         await asyncio.to_thread(send, port, exim, [verp], "")
         forged = re.sub(r"\.[a-z2-7]{16}@", ".aaaaaaaaaaaaaaaa@", verp)
-        another = exim.replace(b"<E1uDnXq-0004aB-7c@", b"<E1forged-0004aB-7c@")
+        another = exim.replace(verp.encode(), forged.encode()).replace(b"<E1u", b"<E1forged")
         await asyncio.to_thread(send, port, another, [forged], "")
         entries = await settled(engine, 3)
         assert [e.state for e in entries] == ["done", "done", "quarantined"]
