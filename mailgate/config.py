@@ -105,11 +105,22 @@ DEFAULT_STATUSES = [
     Status(name="Closed", category="closed"),
 ]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RATE = r"^\d+/\d+[smhd]$"  # "3/10m": at most 3 per 10 minutes
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
+    count, _, period = value.partition("/")
+    return int(count), int(period[:-1]) * _UNITS[period[-1]]
 
 
 class Tickets(_Section):
     code_prefix: str = Field("TCK", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
-    ack_rate_limit: str = Field("3/10m", pattern=r"^\d+/\d+[smhd]$")
+    ack_rate_limit: str = Field("3/10m", pattern=RATE)
+    # Notifications to one agent, in all and about one ticket (a loop or a chatty
+    # thread cannot flood an agent's mailbox).
+    notify_rate_limit: str = Field("120/1h", pattern=RATE)
+    notify_ticket_rate_limit: str = Field("10/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
 
     @field_validator("statuses")
@@ -126,9 +137,7 @@ class Tickets(_Section):
 
     @property
     def ack_limit(self) -> tuple[int, int]:
-        """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
-        count, _, period = self.ack_rate_limit.partition("/")
-        return int(count), int(period[:-1]) * _UNITS[period[-1]]
+        return parse_rate(self.ack_rate_limit)
 
     def category_of(self, status: str) -> StatusCategory | None:
         for candidate in self.statuses:

@@ -44,7 +44,7 @@ from mailgate.pipeline.inbound import Inbound, content_fingerprint
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
 
-NOTICE = "delivery_failure"  # the outbox kind of the agents' notice; never noticed itself
+NOTICE = "delivery_failure"  # the outbox kind of the agents' notice (Composer.delivery_failure)
 
 
 async def handle_bounce(
@@ -181,12 +181,11 @@ def _notify_agents(session, runtime, composer: Composer, ticket, item, reports, 
     agents = [agent for agent in _ticket_agents(ticket, route) if agent not in bounced]
     hours = f"{runtime.settings.outbound.suppress_after_bounce_hours:g}"
     for agent in agents:
-        notice = composer.agent_notification(
+        notice = composer.delivery_failure(
             ticket,
             route,
             InReplyTo(item.message_id),
             agent,
-            template=NOTICE,
             failures=failures,
             what=item.kind.replace("_", " "),
             suppressed=hard,
