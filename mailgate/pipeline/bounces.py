@@ -25,20 +25,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.config import Route
+from mailgate.actions.notify import notify_agents, responsible_agents
 from mailgate.db.models import (
-    AuditEvent,
     DeliveryAttempt,
     JournalEntry,
     Message,
     OutboxItem,
     Suppression,
-    ThreadRef,
     Ticket,
 )
+from mailgate.db.records import audit
 from mailgate.db.upsert import insert_ignoring_conflicts
-from mailgate.outbox.compose import Composer, InReplyTo
-from mailgate.outbox.queue import enqueue
+from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
 from mailgate.pipeline.dsn import DeliveryReport, read_reports
 from mailgate.pipeline.inbound import Inbound, content_fingerprint
 from mailgate.runtime import RuntimeConfig
@@ -74,7 +72,8 @@ async def handle_bounce(
     if ticket is not None:
         _show_on_ticket(session, ticket, inbound, item, reports, now)
         if newly_failed and item.kind != NOTICE:
-            noticed = _notify_agents(session, runtime, composer, ticket, item, reports, hard)
+            args = (composer, ticket, item, reports, hard, now)
+            noticed = await _notify_agents(session, runtime, *args)
     summary = "; ".join(report.describe() for report in reports)
     return f"bounce of outbox {item.id}: {summary}" + (f"; {noticed} notice(s)" if noticed else "")
 
@@ -157,11 +156,11 @@ def _show_on_ticket(session, ticket: Ticket, inbound: Inbound, item, reports, no
     )
     for report in reports:
         action = "delivery_failed" if report.failed else "delivery_delayed"
-        data = {"recipient": report.recipient, "status": report.status, "outbox_id": item.id}
-        data |= {"kind": item.kind, "diagnostic": report.diagnostic}
-        session.add(
-            AuditEvent(ticket_id=ticket.id, at=now, actor="mailgate", action=action, data=data)
-        )
+        audit(
+            session, ticket, "mailgate", action, now,
+            recipient=report.recipient, status=report.status, diagnostic=report.diagnostic,
+            outbox_id=item.id, kind=item.kind,
+        )  # fmt: skip
     ticket.updated_at = now
 
 
@@ -169,42 +168,23 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _notify_agents(session, runtime, composer: Composer, ticket, item, reports, hard) -> int:
-    """A notice to the ticket's agents, but not to an agent whose own mail bounced
-    (it would bounce too). Automatic mail: the delivery worker holds it back from a
-    suppressed agent address."""
+async def _notify_agents(session, runtime, composer: Composer, ticket, item, reports, hard, now):
+    """A notice to the ticket's agents (within their notification limits), but not to
+    an agent whose own mail bounced: it would bounce too."""
     route = runtime.routes.match(ticket.route_address)
     if route is None:
         return 0
     bounced = {report.recipient.lower() for report in reports}
-    failures = [report for report in reports if report.failed]
-    agents = [agent for agent in _ticket_agents(ticket, route) if agent not in bounced]
-    hours = f"{runtime.settings.outbound.suppress_after_bounce_hours:g}"
-    for agent in agents:
-        notice = composer.delivery_failure(
-            ticket,
-            route,
-            InReplyTo(item.message_id),
-            agent,
-            failures=failures,
-            what=item.kind.replace("_", " "),
-            suppressed=hard,
-            suppress_hours=hours,
-        )
-        enqueue(
-            session,
-            notice.message,
-            kind=notice.kind,
-            envelope_from=notice.envelope_from,
-            recipients=notice.recipients,
-            ticket_id=ticket.id,
-        )
-        session.add(ThreadRef(message_id=notice.message["Message-ID"], ticket_id=ticket.id))
-    return len(agents)
+    agents = [a for a in responsible_agents(ticket, route) if a.lower() not in bounced]
+    details = {
+        "failures": [report for report in reports if report.failed],
+        "what": item.kind.replace("_", " "),
+        "suppressed": hard,
+        "suppress_hours": f"{runtime.settings.outbound.suppress_after_bounce_hours:g}",
+    }
+    parent = InReplyTo(item.message_id)
 
+    def compose(agent: str) -> Outgoing:
+        return composer.delivery_failure(ticket, route, parent, agent, **details)
 
-def _ticket_agents(ticket: Ticket, route: Route) -> list[str]:
-    """The assignee, else every agent of the ticket's route."""
-    if ticket.assignee:
-        return [ticket.assignee.lower()]
-    return list(dict.fromkeys(agent.lower() for agent in route.agents))
+    return len(await notify_agents(session, runtime, ticket, agents, compose, now))
