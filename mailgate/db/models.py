@@ -196,7 +196,10 @@ class OutboxItem(Base):
     """A composed outgoing message waiting for (or done with) delivery.
 
     ``state``: ``queued``, ``sending`` (claimed by a node), ``sent``, ``captured``
-    (no smarthost: kept for the web UI), ``failed`` (gave up or bounced).
+    (no smarthost: kept for the web UI), ``failed`` (gave up or bounced),
+    ``suppressed`` (automatic mail to addresses that hard-bounced: not sent).
+    ``mail_from`` is the sender as composed; the envelope sender is its signed bounce
+    address, made at delivery from the item's id.
     """
 
     __tablename__ = "outbox"
