@@ -72,6 +72,10 @@ class Web(_Section):
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
     secret_key_file: str = ""
+    session_hours: float = Field(12.0, gt=0)  # a web sign-in lasts this long
+    # Sign-in attempts (passwords and login links) per address and per client IP.
+    login_rate_limit: str = Field("10/15m", pattern=r"^\d+/\d+[smhd]$")
+    login_ip_rate_limit: str = Field("30/15m", pattern=r"^\d+/\d+[smhd]$")
 
     @field_validator("listen")
     @classmethod
@@ -104,11 +108,22 @@ DEFAULT_STATUSES = [
     Status(name="Closed", category="closed"),
 ]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RATE = r"^\d+/\d+[smhd]$"  # "3/10m": at most 3 per 10 minutes
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
+    count, _, period = value.partition("/")
+    return int(count), int(period[:-1]) * _UNITS[period[-1]]
 
 
 class Tickets(_Section):
     code_prefix: str = Field("TCK", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
-    ack_rate_limit: str = Field("3/10m", pattern=r"^\d+/\d+[smhd]$")
+    ack_rate_limit: str = Field("3/10m", pattern=RATE)
+    # Notifications to one agent, in all and about one ticket (a loop or a chatty
+    # thread cannot flood an agent's mailbox).
+    notify_rate_limit: str = Field("120/1h", pattern=RATE)
+    notify_ticket_rate_limit: str = Field("10/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
 
     @field_validator("statuses")
@@ -125,9 +140,7 @@ class Tickets(_Section):
 
     @property
     def ack_limit(self) -> tuple[int, int]:
-        """``"3/10m"`` -> ``(3, 600)``: at most 3 per 600 seconds."""
-        count, _, period = self.ack_rate_limit.partition("/")
-        return int(count), int(period[:-1]) * _UNITS[period[-1]]
+        return parse_rate(self.ack_rate_limit)
 
     def category_of(self, status: str) -> StatusCategory | None:
         for candidate in self.statuses:

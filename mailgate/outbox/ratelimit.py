@@ -1,0 +1,35 @@
+"""Rate limits on automatic mail, counted in the database so every node agrees.
+
+Each limit is a key (``ack:carol@client.test``, ``notify:alice@example.test``) and
+``(count, seconds)``: at most ``count`` events under the key in ``seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import RateEvent
+
+Limit = tuple[str, tuple[int, int]]  # key, (count, seconds)
+
+
+async def take(session: AsyncSession, limits: Sequence[Limit], now: datetime) -> str | None:
+    """Count one event under every key, if all of them are below their limit.
+
+    Returns None when the event may happen (and records it), else the key that is
+    over its limit (and records nothing).
+    """
+    for key, (count, seconds) in limits:
+        recent = await session.scalar(
+            select(func.count())
+            .select_from(RateEvent)
+            .where(RateEvent.key == key, RateEvent.at > now - timedelta(seconds=seconds))
+        )
+        if recent >= count:
+            return key
+    session.add_all(RateEvent(key=key, at=now) for key, _ in limits)
+    return None
