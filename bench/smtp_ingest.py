@@ -1,11 +1,16 @@
-"""SMTP intake benchmark: mailgate against a bare aiosmtpd sink, measured in one run.
+"""SMTP benchmarks: mailgate against a bare aiosmtpd sink, measured in one run.
 
-Both servers take the same load from Postfix's ``smtp-source``
-(new connection per message, concurrency 10, 2 KB each); mailgate's rate is printed
-as a ratio to the bare sink's. The journal is counted afterwards: a run that lost
-mail fails.
+Intake: both servers take the same load from Postfix's ``smtp-source`` (new
+connection per message, concurrency 10, 2 KB each); mailgate's rate is printed as a
+ratio to the bare sink's. The journal is counted afterwards: a run that lost mail
+fails.
 
-    .venv/bin/python bench/smtp_ingest.py [--messages 5000] [--repeat 3]
+End to end (``--e2e``): new-ticket mails in, acknowledgements out through a smarthost
+sink. (1) the rate from the first mail sent to the last acknowledgement received, as a
+ratio to the bare sink; (2) mail-to-acknowledgement latency, p50 and p99, with mail
+offered at a steady 100 messages/s.
+
+    .venv/bin/python bench/smtp_ingest.py [--messages 5000] [--repeat 3] [--e2e]
 """
 
 from __future__ import annotations
@@ -85,6 +90,32 @@ def load(port: int, messages: int, concurrency: int, size: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
+def ack_sink_command(port: int, log: Path) -> list[str]:
+    """A smarthost that appends "<In-Reply-To> <arrival time>" per message to ``log``."""
+    code = textwrap.dedent(f"""
+        import asyncio, time
+        from email.parser import BytesHeaderParser
+        from aiosmtpd.smtp import SMTP
+
+        class Sink:
+            def __init__(self):
+                self.out = open({str(log)!r}, "a", buffering=1)
+            async def handle_DATA(self, server, session, envelope):
+                headers = BytesHeaderParser().parsebytes(envelope.content)
+                self.out.write(f"{{headers.get('In-Reply-To', '').strip()}} {{time.time()}}\\n")
+                return "250 OK"
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: SMTP(Sink(), enable_SMTPUTF8=True, loop=loop), "127.0.0.1", {port})
+            await server.serve_forever()
+
+        asyncio.run(main())
+    """)
+    return [PYTHON, "-c", code]
+
+
 def bare_sink_command(port: int) -> list[str]:
     code = textwrap.dedent(f"""
         import asyncio
@@ -114,7 +145,8 @@ def mailgate_config(directory: Path, smtp: int, web: int, smarthost: int | None)
         url = "sqlite+aiosqlite:///{directory}/bench.db"
         [smtp]
         listen = ["127.0.0.1:{smtp}"]
-        max_sessions_per_client = 100
+        max_sessions = 1000
+        max_sessions_per_client = 1000
         [web]
         listen = "127.0.0.1:{web}"
         secret_key = "bench"
@@ -170,12 +202,104 @@ def measure_mailgate(args) -> float:
         return rate
 
 
+def acknowledged(log: Path) -> dict[str, float]:
+    """In-Reply-To -> arrival time of each acknowledgement the sink got so far."""
+    if not log.exists():
+        return {}
+    pairs = (line.rsplit(" ", 1) for line in log.read_text().splitlines() if line)
+    return {parent: float(at) for parent, at in pairs}
+
+
+def wait_for_acks(log: Path, count: int, seconds: float) -> dict[str, float]:
+    deadline = time.monotonic() + seconds
+    while len(acks := acknowledged(log)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(acks)} of {count} acknowledgements in {seconds:g}s")
+        time.sleep(0.2)
+    return acks
+
+
+def new_ticket_mail(number: int, size: int) -> tuple[str, bytes]:
+    message_id = f"<bench-{number}-{time.time_ns()}@client.test>"
+    head = (
+        f"From: Customer {number} <c{number}@client.test>\r\n"
+        "To: support@example.test\r\n"
+        f"Subject: Question {number}\r\n"
+        f"Message-ID: {message_id}\r\n\r\n"
+    )
+    body = ("y" * 76 + "\r\n") * max(1, (size - len(head)) // 78)
+    return message_id, (head + body).encode()
+
+
+async def offer_steadily(port: int, rate: float, seconds: float, size: int) -> dict[str, float]:
+    """Send ``rate`` new-ticket mails per second for ``seconds``, each on its own
+    connection; returns Message-ID -> the time its 250 came back."""
+    import asyncio
+
+    import aiosmtplib
+
+    accepted: dict[str, float] = {}
+
+    async def send(number: int) -> None:
+        message_id, raw = new_ticket_mail(number, size)
+        await aiosmtplib.send(
+            raw,
+            sender=f"c{number}@client.test",
+            recipients=["support@example.test"],
+            hostname="127.0.0.1",
+            port=port,
+            timeout=60,
+        )
+        accepted[message_id] = time.time()
+
+    loop = asyncio.get_running_loop()
+    started, tasks = loop.time(), []
+    for number in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, started + number / rate - loop.time()))
+        tasks.append(asyncio.create_task(send(number)))
+    await asyncio.gather(*tasks)
+    return accepted
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def measure_end_to_end(args) -> tuple[float, list[float]]:
+    """(rate in acks/s under smtp-source load, latencies in s at a steady 100/s)."""
+    import asyncio
+
+    with tempfile.TemporaryDirectory(prefix="mailgate-e2e-") as tmp:
+        directory = Path(tmp)
+        sink, smtp, web = free_port(), free_port(), free_port()
+        config = mailgate_config(directory, smtp, web, sink)
+        command = [PYTHON, "-m", "mailgate", "--config", str(config), "serve"]
+        burst, steady = directory / "burst.log", directory / "steady.log"
+        with running(ack_sink_command(sink, burst), sink), running(command, smtp, cwd=directory):
+            wait_healthy(web)
+            started = time.time()
+            load(smtp, args.messages, args.concurrency, args.size)
+            acks = wait_for_acks(burst, args.messages, seconds=1800)
+            rate = args.messages / (max(acks.values()) - started)
+        sink = free_port()
+        config = mailgate_config(directory, smtp, web, sink)  # same database, new sink
+        with running(ack_sink_command(sink, steady), sink), running(command, smtp, cwd=directory):
+            wait_healthy(web)
+            offered = asyncio.run(offer_steadily(smtp, 100.0, args.steady_seconds, args.size))
+            acks = wait_for_acks(steady, len(offered), seconds=600)
+        latencies = [acks[mid] - at for mid, at in offered.items()]
+        return rate, latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--size", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median counts")
+    parser.add_argument("--e2e", action="store_true", help="also mail in to acks out")
+    parser.add_argument("--steady-seconds", type=float, default=30.0)
     args = parser.parse_args()
     if not os.access(SMTP_SOURCE, os.X_OK):
         raise SystemExit("needs Postfix's smtp-source (apt-get install postfix)")
@@ -193,6 +317,14 @@ def main() -> None:
         f"ratio {m / b:.2f} (target >= 0.9); {args.messages} x {args.size} B, "
         f"new connection per message, concurrency {args.concurrency}"
     )
+    if args.e2e:
+        rate, latencies = measure_end_to_end(args)
+        print(
+            f"end to end: {rate:.1f} acknowledgements/s, ratio {rate / b:.2f} to the bare sink "
+            f"(target >= 0.5); at 100 messages/s offered for {args.steady_seconds:g}s: "
+            f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms (target p99 <= 1000 ms)"
+        )
 
 
 if __name__ == "__main__":

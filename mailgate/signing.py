@@ -2,8 +2,10 @@
 
 A reply address is ``local+<code>.<mac>@domain`` for a customer's thread and
 ``local+<code>.<mac>@domain`` with the MAC also binding an agent's address for that
-agent. MTAs and mail clients sometimes change the case of a local part, so codes and
-MACs are compared case-insensitively (base32 has one case).
+agent. An agent's note address, ``local+<code>.note.<mac>@domain``, binds the agent
+and the purpose: mail to it becomes an internal note, never a reply to the customer.
+MTAs and mail clients sometimes change the case of a local part, so codes and MACs
+are compared case-insensitively (base32 has one case).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from dataclasses import dataclass
 from mailgate.addresses import detail_of
 
 MAC_CHARS = 16
+NOTE_MARK = ".note"
 
 
 @dataclass(frozen=True)
 class SignedReply:
     code: str
     agent: str | None  # the agent the address was made for; None for a customer
+    note: bool = False  # an agent's note address: the mail is an internal note
 
 
 class Signer:
@@ -47,16 +51,25 @@ class Signer:
         mac = self._mac("reply", code.upper(), (agent or "").lower())
         return f"{local}+{code.lower()}.{mac}@{domain}"
 
+    def note_address(self, route_address: str, code: str, agent: str) -> str:
+        """``support+<code>.note.<mac>@domain``: an internal note on ``code`` by ``agent``."""
+        local, _, domain = route_address.rpartition("@")
+        mac = self._mac("note", code.upper(), agent.lower())
+        return f"{local}+{code.lower()}{NOTE_MARK}.{mac}@{domain}"
+
     def read_reply_address(self, address: str, agents: Iterable[str]) -> SignedReply | None:
-        """The code (and agent) a signed reply address was made for, or None if forged."""
+        """The code (and agent) a signed reply or note address was made for, or None if
+        forged."""
         code, _, mac = detail_of(address).lower().rpartition(".")
         if not code or len(mac) != MAC_CHARS:
             return None
-        code = code.upper()
-        for agent in (None, *agents):
-            expected = self._mac("reply", code, (agent or "").lower())
+        note = code.endswith(NOTE_MARK)
+        code = code.removesuffix(NOTE_MARK).upper()
+        purpose = "note" if note else "reply"
+        for agent in (*agents,) if note else (None, *agents):
+            expected = self._mac(purpose, code, (agent or "").lower())
             if hmac.compare_digest(expected, mac):
-                return SignedReply(code, agent)
+                return SignedReply(code, agent, note)
         return None
 
     def portal_token(self, code: str) -> str:

@@ -60,6 +60,22 @@ def test_signed_reply_addresses():
     assert other_key.read_reply_address(customer, agents) is None
 
 
+def test_signed_note_addresses_bind_the_agent_and_the_purpose():
+    signer = Signer(b"k" * 32)
+    agents = ["alice@example.test", "bob@example.test"]
+    note = signer.note_address("support@example.test", "TCK-20250725-7PXA", agents[1])
+    assert note.startswith("support+tck-20250725-7pxa.note.")
+    read = signer.read_reply_address(note.upper(), agents)
+    assert (read.code, read.agent, read.note) == ("TCK-20250725-7PXA", "bob@example.test", True)
+    reply = signer.reply_address("support@example.test", "TCK-20250725-7PXA", agents[1])
+    assert signer.read_reply_address(reply, agents).note is False
+    # A reply MAC under a note mark (or the other way round) is not valid.
+    local, _, domain = reply.partition("@")
+    code, _, mac = local.rpartition(".")
+    assert signer.read_reply_address(f"{code}.note.{mac}@{domain}", agents) is None
+    assert signer.read_reply_address(note, ["carol@example.test"]) is None
+
+
 @given(st.text(max_size=80))
 def test_reading_any_address_never_raises(address):
     Signer(b"k" * 32).read_reply_address(address, ["a@b.c"])

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from mailgate.config import Database
+from mailgate.db import sqlite_driver
 
 # The database gives up a little before the intake's own timeout, so a write that
 # was answered 451 is not committed behind the sender's back a moment later.
@@ -36,10 +37,13 @@ def create_engine(url: str, lock_wait_seconds: float = 5.0) -> AsyncEngine:
 
 
 def _sqlite_engine(url: str, lock_wait_seconds: float) -> AsyncEngine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": lock_wait_seconds})
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_driver_name() == "aiosqlite":
+        sqlite_driver.register()
+        parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
+    engine = create_async_engine(parsed, connect_args={"timeout": lock_wait_seconds})
     pragmas = (
         "journal_mode=WAL",
         "synchronous=FULL",

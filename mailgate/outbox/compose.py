@@ -35,6 +35,26 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
+class NewAttachment:
+    """An attachment an agent adds to a reply or note (by mail or on the web)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an agent's answer to the customer consists of."""
+
+    agent_name: str
+    text: str
+    to: tuple[tuple[str, str], ...]  # (email, name): the customer
+    cc: tuple[tuple[str, str], ...] = ()  # the CC participants
+    attachments: tuple[NewAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
 class InReplyTo:
     """The message an outgoing mail answers: its Message-ID and its References."""
 
@@ -76,50 +96,117 @@ class Composer:
     def acknowledgement(
         self, ticket: Ticket, route: Route, parent: InReplyTo, customer_name: str
     ) -> Outgoing:
+        return self._to_customer(
+            "acknowledgement", ticket, route, parent, customer_name, "auto-replied"
+        )
+
+    def solved(self, ticket: Ticket, route: Route, parent: InReplyTo) -> Outgoing:
+        """Tells the customer their ticket is solved, and that a reply reopens it."""
+        return self._to_customer(
+            "solved", ticket, route, parent, ticket.customer_name, "auto-generated"
+        )
+
+    def _to_customer(self, kind, ticket, route, parent, customer_name, auto) -> Outgoing:
         mail = self._templates.render(
-            "acknowledgement",
+            kind,
             route.locale,
             ticket=ticket,
             customer_name=customer_name,
             portal_url=self.portal_url(ticket.code),
             team_name=team_name(route),
         )
-        message = self._headers(ticket, route, mail.subject, parent, auto="auto-replied")
+        message = self._headers(ticket, route, mail.subject, parent, auto)
         message["To"] = HeaderAddress(customer_name, addr_spec=ticket.customer_email)
         message["Reply-To"] = self._signer.reply_address(route.address, ticket.code)
         message.set_content(mail.body)
-        return Outgoing(message, "acknowledgement", route.address, (ticket.customer_email,))
+        return Outgoing(message, kind, route.address, (ticket.customer_email,))
 
     def agent_notification(
-        self,
-        ticket: Ticket,
-        route: Route,
-        parent: InReplyTo,
-        agent: str,
-        **details: object,
+        self, ticket: Ticket, route: Route, parent: InReplyTo, agent: str, **details: object
     ) -> Outgoing:
-        """Tell ``agent`` about a new ticket or reply; ``details`` feed the template
-        (event, author, text, attachments, auto_reason)."""
+        """Tell ``agent`` about a new ticket, a reply or an assignment; ``details`` feed
+        the template (event, author, text, attachments, auto_reason). A reply to it
+        answers the customer; the note address in it makes an internal note."""
+        reply_to = self._signer.reply_address(route.address, ticket.code, agent)
+        return self._to_agent("agent_notification", ticket, route, parent, agent, reply_to, details)
+
+    def note_notification(
+        self, ticket: Ticket, route: Route, parent: InReplyTo, agent: str, **details: object
+    ) -> Outgoing:
+        """Tell ``agent`` about a colleague's internal note (author, text, attachments);
+        a reply to it is another note, never mail to the customer."""
+        reply_to = self._signer.note_address(route.address, ticket.code, agent)
+        return self._to_agent("note_notification", ticket, route, parent, agent, reply_to, details)
+
+    def command_error(
+        self, ticket: Ticket, route: Route, parent: InReplyTo, agent: str, **details: object
+    ) -> Outgoing:
+        """Tell ``agent`` which commands of their mail were not understood (problems,
+        subject); nothing of that mail was relayed."""
+        reply_to = self._signer.reply_address(route.address, ticket.code, agent)
+        return self._to_agent(
+            "command_error", ticket, route, parent, agent, reply_to, details, "auto-replied"
+        )
+
+    def _to_agent(self, kind, ticket, route, parent, agent, reply_to, details, auto=None):
         mail = self._templates.render(
-            "agent_notification",
+            kind,
             route.locale,
             ticket=ticket,
             ticket_url=self.ticket_url(ticket.code),
+            note_address=self._signer.note_address(route.address, ticket.code, agent),
             **details,
         )
-        message = self._headers(ticket, route, mail.subject, parent, auto="auto-generated")
+        message = self._headers(ticket, route, mail.subject, parent, auto or "auto-generated")
         message["To"] = agent
-        message["Reply-To"] = self._signer.reply_address(route.address, ticket.code, agent)
+        message["Reply-To"] = reply_to
         message.set_content(mail.body)
-        return Outgoing(message, "agent_notification", route.address, (agent,))
+        return Outgoing(message, kind, route.address, (agent,))
+
+    def agent_reply(
+        self, ticket: Ticket, route: Route, parent: InReplyTo, reply: Reply
+    ) -> Outgoing:
+        """An agent's answer as the customer (and the CC participants) get it: from the
+        route's address, never from the agent's own."""
+        mail = self._templates.render(
+            "agent_reply",
+            route.locale,
+            ticket=ticket,
+            text=reply.text,
+            agent_name=reply.agent_name,
+            team_name=team_name(route),
+            portal_url=self.portal_url(ticket.code),
+        )
+        team = team_name(route)
+        shown = f"{reply.agent_name} via {team}" if reply.agent_name else team
+        message = self._headers(ticket, route, mail.subject, parent, auto=None, sender=shown)
+        message["To"] = [HeaderAddress(name, addr_spec=email) for email, name in reply.to]
+        if reply.cc:
+            message["Cc"] = [HeaderAddress(name, addr_spec=email) for email, name in reply.cc]
+        message["Reply-To"] = self._signer.reply_address(route.address, ticket.code)
+        message.set_content(mail.body)
+        for attachment in reply.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            message.add_attachment(
+                attachment.data, maintype, subtype or "octet-stream", filename=attachment.filename
+            )
+        recipients = tuple(email for email, _ in (*reply.to, *reply.cc))
+        return Outgoing(message, "agent_reply", route.address, recipients)
 
     def _headers(
-        self, ticket: Ticket, route: Route, subject: str, parent: InReplyTo, auto: str
+        self,
+        ticket: Ticket,
+        route: Route,
+        subject: str,
+        parent: InReplyTo,
+        auto: str | None,
+        sender: str = "",
     ) -> EmailMessage:
+        """The headers every mail of a ticket has; ``auto`` None for a person's mail."""
         now = datetime.now(UTC)
         domain = route.address.rpartition("@")[2]
         message = EmailMessage()
-        message["From"] = HeaderAddress(team_name(route), addr_spec=route.address)
+        message["From"] = HeaderAddress(sender or team_name(route), addr_spec=route.address)
         message["Subject"] = subject
         message["Date"] = format_datetime(now)
         message["Message-ID"] = make_msgid(domain=domain)
@@ -127,7 +214,8 @@ class Composer:
         message["References"] = " ".join(parent.chain())
         message["Thread-Topic"] = ticket.subject or ticket.code
         message["Thread-Index"] = thread_index(ticket.code, ticket.created_at, now)
-        message["Auto-Submitted"] = auto
+        if auto:
+            message["Auto-Submitted"] = auto
         message["X-Loop"] = route.address
         message["X-Mailgate-Ticket"] = ticket.code
         return message

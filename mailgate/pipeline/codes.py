@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import Ticket
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
 SUFFIX_LENGTH = 4
+MAX_CODE_TRIES = 20
 
 
 def new_code(prefix: str, day: date) -> str:
@@ -29,3 +35,12 @@ def code_pattern(prefix: str) -> re.Pattern[str]:
 
 def codes_in(subject: str, prefix: str) -> list[str]:
     return [match.upper() for match in code_pattern(prefix).findall(subject)]
+
+
+async def unused_code(session: AsyncSession, prefix: str, now: datetime) -> str:
+    """A fresh code; the unique index settles a race between nodes (the entry retries)."""
+    for _ in range(MAX_CODE_TRIES):
+        code = new_code(prefix, now.date())
+        if await session.scalar(select(Ticket.id).where(Ticket.code == code)) is None:
+            return code
+    raise RuntimeError(f"no unused ticket code for {prefix} on {now:%Y-%m-%d}")
