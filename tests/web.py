@@ -56,3 +56,22 @@ class WebClient:
 async def give_password(engine, email: str, password: str) -> None:
     async with sessions(engine).begin() as session:
         await set_password(session, Passwords(), email, password)
+
+
+def with_agents(setup) -> None:
+    """Alice works the support queue, Budi billing, Root is an admin of no route."""
+    setup.routes[0]["agents"] = ["alice@example.test"]
+    setup.routes[1]["agents"] = ["budi@example.test"]
+    setup.agents = [
+        {"email": "alice@example.test", "name": "Alice"},
+        {"email": "budi@example.test", "name": "Budi"},
+        {"email": "root@example.test", "name": "Root", "admin": True},
+    ]
+
+
+TICKET_LINK = re.compile(r'href="/tickets/([A-Z]+-\d{8}-[A-Z0-9]{4})"')
+
+
+def codes_on(page: str) -> list[str]:
+    """The ticket codes an inbox page lists, in order."""
+    return list(dict.fromkeys(TICKET_LINK.findall(page)))

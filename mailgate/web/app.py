@@ -9,7 +9,7 @@ from aiohttp import web
 from mailgate import __version__
 from mailgate.accounts import Passwords
 from mailgate.db.session import ping
-from mailgate.web import api, login
+from mailgate.web import api, inbox, login, ticket_actions, ticket_page
 from mailgate.web.auth import auth
 from mailgate.web.context import WebContext
 from mailgate.web.keys import CONTEXT, ENGINE, PASSWORDS, RUNTIME
@@ -43,4 +43,7 @@ def init_app(context: WebContext) -> web.Application:
     app.router.add_get("/healthz", healthz)
     api.add_routes(app)
     login.add_routes(app)
+    inbox.add_routes(app)
+    ticket_page.add_routes(app)
+    ticket_actions.add_routes(app)
     return app

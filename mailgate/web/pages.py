@@ -12,6 +12,7 @@ from aiohttp import web
 
 from mailgate.resources import builtin_templates
 from mailgate.web.auth import csrf_token, current_agent
+from mailgate.web.formats import FILTERS
 
 # No inline script or style anywhere, no remote content, never framed.
 CONTENT_SECURITY_POLICY = (
@@ -54,6 +55,7 @@ def setup_pages(app: web.Application, admin_directory: str = "") -> None:
     )
     # Every page may ask who is signed in and put the CSRF token in its forms.
     env.globals.update(current_agent=current_agent, csrf_token=csrf_token)
+    env.filters.update(FILTERS)
     app.router.add_static("/static", builtin / "static", name="static")
 
 
