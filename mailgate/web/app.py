@@ -9,7 +9,7 @@ from aiohttp import web
 from mailgate import __version__
 from mailgate.accounts import Passwords
 from mailgate.db.session import ping
-from mailgate.web import api, inbox, login, ticket_actions, ticket_page
+from mailgate.web import api, board, inbox, login, reports, ticket_actions, ticket_page
 from mailgate.web.auth import auth
 from mailgate.web.context import WebContext
 from mailgate.web.keys import CONTEXT, ENGINE, PASSWORDS, RUNTIME
@@ -46,4 +46,6 @@ def init_app(context: WebContext) -> web.Application:
     inbox.add_routes(app)
     ticket_page.add_routes(app)
     ticket_actions.add_routes(app)
+    board.add_routes(app)
+    reports.add_routes(app)
     return app
