@@ -13,6 +13,7 @@ LABEL_WIDTH = 150
 BAR_HEIGHT = 22
 GAP = 6
 WIDTH = 560
+COLUMNS_WIDTH = 1100  # the day chart spans the page
 COLUMN_HEIGHT = 160
 
 
@@ -52,10 +53,10 @@ def horizontal(
 def columns(rows: Sequence[tuple[str, float]]) -> Chart:
     """One column per row (days, left to right), tallest for the largest value."""
     top = max((value for _, value in rows), default=0) or 1
-    step = WIDTH / max(len(rows), 1)
+    step = COLUMNS_WIDTH / max(len(rows), 1)
     bars = [
         Bar(label, value, f"{value:g}", i * step + step * 0.15,
             COLUMN_HEIGHT - COLUMN_HEIGHT * value / top, step * 0.7, COLUMN_HEIGHT * value / top)
         for i, (label, value) in enumerate(rows)
     ]  # fmt: skip
-    return Chart(bars, WIDTH, COLUMN_HEIGHT + 20, 0)
+    return Chart(bars, COLUMNS_WIDTH, COLUMN_HEIGHT + 20, 0)
