@@ -83,7 +83,9 @@ def signed_in_agent(request: web.Request) -> AgentSession:
     """The signed-in agent; a browser that is not signed in goes to the login page."""
     agent = current_agent(request)
     if agent is None:
-        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
+        # After signing in, come back to the page; a form post cannot be repeated.
+        back = request.path_qs if request.method == "GET" else "/"
+        raise web.HTTPSeeOther(f"/login?next={quote(back, safe='/')}")
     return agent
 
 
