@@ -100,30 +100,8 @@ def sentence(rng: random.Random, words: list[str], count: int) -> str:
 
 def seed(database: Path, tickets: int, per_ticket: int) -> None:
     """Rows as the pipeline writes them, straight into SQLite, in one transaction."""
-    rng = random.Random(7)
-    words = vocabulary(rng)
-    start = time.time() - 365 * 86400
+    ticket_rows, message_rows, tag_rows = rows(tickets, per_ticket)
     db = sqlite3.connect(database)
-    ticket_rows, message_rows, tag_rows = [], [], []
-    message_id = 0
-    for number in range(1, tickets + 1):
-        created = start + number * (365 * 86400 / tickets)
-        stamp = time.strftime(STAMP, time.gmtime(created))
-        ticket_rows.append((
-            number, f"TCK-20260101-{number:06d}", sentence(rng, words, 5), f"Customer {number}",
-            f"c{number}@client.test", rng.choice(QUEUES), rng.choice(STATUSES),
-            rng.choice(["low", "normal", "high", "urgent"]), None, "en",
-            "support@example.test", stamp, stamp,
-        ))  # fmt: skip
-        for _ in range(per_ticket):
-            message_id += 1
-            message_rows.append((
-                message_id, number, "customer", f"<m{message_id}@client.test>", "",
-                f"Customer {number}", f"c{number}@client.test", "[]", "[]",
-                sentence(rng, words, 5), sentence(rng, words, 60), "", 0, stamp,
-            ))  # fmt: skip
-        if number % 4 == 0:
-            tag_rows.append((number, rng.choice(["vip", "hardware", "refund"])))
     with db:
         db.executemany(
             "INSERT INTO tickets (id, code, subject, customer_name, customer_email, queue, "
@@ -140,6 +118,32 @@ def seed(database: Path, tickets: int, per_ticket: int) -> None:
         db.executemany("INSERT INTO ticket_tags (ticket_id, tag) VALUES (?,?)", tag_rows)
     db.execute("ANALYZE")
     db.close()
+
+
+def rows(tickets: int, per_ticket: int) -> tuple[list, list, list]:
+    """Tickets spread over the last year, ``per_ticket`` messages each, some tags."""
+    rng = random.Random(7)
+    words = vocabulary(rng)
+    start = time.time() - 365 * 86400
+    ticket_rows, message_rows, tag_rows = [], [], []
+    for number in range(1, tickets + 1):
+        stamp = time.strftime(STAMP, time.gmtime(start + number * (365 * 86400 / tickets)))
+        ticket_rows.append((
+            number, f"TCK-20260101-{number:06d}", sentence(rng, words, 5), f"Customer {number}",
+            f"c{number}@client.test", rng.choice(QUEUES), rng.choice(STATUSES),
+            rng.choice(["low", "normal", "high", "urgent"]), None, "en",
+            "support@example.test", stamp, stamp,
+        ))  # fmt: skip
+        for _ in range(per_ticket):
+            message_id = len(message_rows) + 1
+            message_rows.append((
+                message_id, number, "customer", f"<m{message_id}@client.test>", "",
+                f"Customer {number}", f"c{number}@client.test", "[]", "[]",
+                sentence(rng, words, 5), sentence(rng, words, 60), "", 0, stamp,
+            ))  # fmt: skip
+        if number % 4 == 0:
+            tag_rows.append((number, rng.choice(["vip", "hardware", "refund"])))
+    return ticket_rows, message_rows, tag_rows
 
 
 async def measure(base: str, paths: list[str], session: aiohttp.ClientSession) -> list[float]:

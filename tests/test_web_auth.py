@@ -7,12 +7,21 @@ import re
 import subprocess
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from mailgate.config import LoadedConfig, parse_config
+from mailgate.db.migrate import upgrade
 from mailgate.db.models import OutboxItem
 from mailgate.db.session import sessions
+from mailgate.outbox.compose import Composer
+from mailgate.outbox.templates import MailTemplates
+from mailgate.runtime import RuntimeConfig
+from mailgate.signing import Signer
+from mailgate.web.app import init_app
+from mailgate.web.context import WebContext
 from tests.support import MailgateProcess, wait_until
-from tests.web import WebClient, give_password
+from tests.web import CSRF_INPUT, WebClient, give_password
 
 PASSWORD = "correct horse battery"
 
@@ -148,3 +157,37 @@ async def test_a_login_link_signs_in_once(daemon, client, engine):
         assert status == 410 and "expired or was used" in body
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_cookies_are_secure_behind_an_https_base_url(database_url, engine):
+    """In process: the app of a daemon whose public address is https."""
+    config = f"""
+[database]
+url = "{database_url}"
+[web]
+base_url = "https://support.example.test"
+secret_key = "test"
+[[routes]]
+address = "support@example.test"
+agents = ["alice@example.test"]
+[[agents]]
+email = "alice@example.test"
+"""
+    runtime = RuntimeConfig(LoadedConfig(parse_config(config, "test"), None))
+    signer = Signer(b"test")
+    composer = Composer(MailTemplates(), signer, runtime.settings.web.base_url)
+    await upgrade(engine)
+    await give_password(engine, "alice@example.test", PASSWORD)
+    app = init_app(WebContext(engine, runtime, signer, composer))
+    async with TestClient(TestServer(app)) as client:
+        page = await client.get("/login")
+        assert "Secure" in page.headers["Set-Cookie"]  # the CSRF seed
+        token = CSRF_INPUT.search(await page.text()).group(1)
+        form = {"email": "alice@example.test", "password": PASSWORD, "csrf": token}
+        # A real browser sends a Secure cookie back over https only; here, by hand.
+        seed = {name: morsel.value for name, morsel in page.cookies.items()}
+        signed_in = await client.post("/login", data=form, cookies=seed, allow_redirects=False)
+        assert signed_in.status == 303
+        cookie = signed_in.headers["Set-Cookie"]
+        assert "mailgate_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie

@@ -54,6 +54,32 @@ async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> 
 
 
 async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
+    messages = await _messages(session, ticket)
+    events = await session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action.not_in(SHOWN_AS_MESSAGES))
+        .order_by(AuditEvent.id)
+    )
+    timeline = messages + [Entry(utc(e.at), event=describe(e)) for e in events]
+    timeline.sort(key=lambda entry: (entry.at, entry.message is None))
+    cc = await session.scalars(
+        select(Participant)
+        .where(Participant.ticket_id == ticket.id, Participant.role != "customer")
+        .order_by(Participant.email)
+    )
+    failed = await session.scalars(
+        select(OutboxItem)
+        .where(OutboxItem.ticket_id == ticket.id, OutboxItem.state == "failed")
+        .order_by(OutboxItem.id)
+    )
+    tags = await tags_by_ticket(session, [ticket.id])
+    return TicketView(
+        ticket, tags.get(ticket.id, []), list(cc), timeline, list(failed), len(messages)
+    )
+
+
+async def _messages(session: AsyncSession, ticket: Ticket) -> list[Entry]:
+    """The ticket's messages in order, each with its attachments."""
     messages = list(
         await session.scalars(
             select(Message)
@@ -68,31 +94,4 @@ async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
         .order_by(Attachment.id)
     ):
         attachments.setdefault(item.message_id, []).append(item)
-    events = await session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action.not_in(SHOWN_AS_MESSAGES))
-        .order_by(AuditEvent.id)
-    )
-    timeline = [Entry(utc(m.created_at), m, attachments.get(m.id, [])) for m in messages]
-    timeline += [Entry(utc(e.at), event=describe(e)) for e in events]
-    timeline.sort(key=lambda entry: (entry.at, entry.message is None))
-    return TicketView(
-        ticket=ticket,
-        tags=(await tags_by_ticket(session, [ticket.id])).get(ticket.id, []),
-        cc=list(
-            await session.scalars(
-                select(Participant)
-                .where(Participant.ticket_id == ticket.id, Participant.role != "customer")
-                .order_by(Participant.email)
-            )
-        ),
-        timeline=timeline,
-        failed=list(
-            await session.scalars(
-                select(OutboxItem)
-                .where(OutboxItem.ticket_id == ticket.id, OutboxItem.state == "failed")
-                .order_by(OutboxItem.id)
-            )
-        ),
-        message_count=len(messages),
-    )
+    return [Entry(utc(m.created_at), m, attachments.get(m.id, [])) for m in messages]
