@@ -276,6 +276,8 @@ async def test_reports_count_open_waiting_solved_and_median_times(daemon, engine
     page = f"/tickets/{first}"
     status, _, _ = await root.post(f"{page}/reply", {"text": "Try a new cable."}, csrf_from=page)
     assert status == 303
+    _, found, _ = await root.get("/tickets", params={"q": "cable"})
+    assert codes_on(found) == [first]  # a reply made on the web is searchable at once
     status, _, _ = await root.post(
         f"{page}/update", {"status": "Solved", "assignee": "alice@example.test"}, csrf_from=page
     )

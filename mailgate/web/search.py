@@ -44,7 +44,9 @@ def matching(query: str, dialect: Dialect) -> ColumnElement[bool]:
         in_messages = select(Message.ticket_id).where(
             text(match).bindparams(words=_fts_query(words, dialect))
         )
-        found.append(Ticket.id.in_(in_messages))
+        # "+ 0" keeps SQLite from looking each match up by primary key and sorting them
+        # all: it walks the tickets in the page's order and stops after a page.
+        found.append((Ticket.id + 0).in_(in_messages))
     if _CODE.match(query):
         found.append(Ticket.code == query.upper())
     if "@" in query:
