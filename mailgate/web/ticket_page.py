@@ -7,6 +7,7 @@ sandboxing policy: a file a customer sent never renders as one of our pages.
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import quote
 
 import aiohttp_jinja2
@@ -23,6 +24,8 @@ from mailgate.web.pages import see_other
 from mailgate.web.ticket_view import TicketView, find_ticket, load_view
 
 DOWNLOAD_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
+_NOT_PLAIN = re.compile(r'[^\x20-\x7e]|["\\]')  # outside printable ASCII, or a quote
 
 
 @require_agent
@@ -135,16 +138,16 @@ def download(data: bytes, filename: str, content_type: str) -> web.Response:
 
 
 def _safe_type(content_type: str) -> str:
-    main, _, sub = content_type.partition("/")
-    token = all(part and part.replace("-", "").replace(".", "").replace("+", "").isalnum()
-                for part in (main, sub))  # fmt: skip
-    return f"{main}/{sub}".lower() if token else "application/octet-stream"
+    """The stored type if it is a plain ``type/subtype``, else octet-stream."""
+    return (
+        content_type.lower() if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream"
+    )
 
 
 def content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII fallback name and the exact name (RFC 6266)."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
-                       for c in filename) or "attachment"  # fmt: skip
+    filename = filename or "attachment"
+    fallback = _NOT_PLAIN.sub("_", filename)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
