@@ -14,10 +14,11 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from mailgate.accounts import password_matches
-from mailgate.config import parse_rate
+from mailgate.config import Route, parse_rate
 from mailgate.db.session import sessions
 from mailgate.outbox.queue import enqueue
 from mailgate.outbox.ratelimit import take
+from mailgate.runtime import RuntimeConfig
 from mailgate.web.auth import (
     SESSION_COOKIE,
     agent_session,
@@ -118,7 +119,7 @@ async def request_link(request: web.Request) -> web.StreamResponse:
     return _login_page(request, next_path, email=email, link_sent=True)
 
 
-def _sending_route(runtime, email: str):
+def _sending_route(runtime: RuntimeConfig, email: str) -> Route | None:
     """The route a login link comes from: the agent's first route, else the first one."""
     routes = runtime.settings.routes
     mine = [route for route in routes if email in {a.lower() for a in route.agents}]
