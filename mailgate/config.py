@@ -65,6 +65,7 @@ class Outbound(_Section):
     retry_base_seconds: float = Field(30.0, gt=0)  # first retry; doubles each time
     retry_cap_seconds: float = Field(3600.0, gt=0)
     give_up_after_hours: float = Field(72.0, gt=0)
+    suppress_after_bounce_hours: float = Field(72.0, gt=0)  # no automatic mail after a hard bounce
 
 
 class Web(_Section):

@@ -8,7 +8,8 @@ the delivery worker for the mail an action queued.
 from mailgate.actions.base import UNSET, ActionContext, ActionError
 from mailgate.actions.merge import merge_tickets, split_message
 from mailgate.actions.messages import add_note, agent_reply
-from mailgate.actions.update import PRIORITIES, resolve_agent, status_name, update_ticket
+from mailgate.actions.update import update_ticket
+from mailgate.actions.values import PRIORITIES, check_update, resolve_agent, status_name
 from mailgate.outbox.compose import NewAttachment
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "NewAttachment",
     "add_note",
     "agent_reply",
+    "check_update",
     "merge_tickets",
     "resolve_agent",
     "split_message",

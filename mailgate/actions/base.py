@@ -37,11 +37,11 @@ class ActionError(ValueError):
         self.message = message
 
 
-class _Unset(enum.Enum):
+class Unset(enum.Enum):
     UNSET = "UNSET"
 
 
-UNSET = _Unset.UNSET  # "assignee not given", as opposed to None: "nobody"
+UNSET = Unset.UNSET  # "assignee not given", as opposed to None: "nobody"
 
 
 def route_of(runtime: RuntimeConfig, ticket: Ticket) -> Route:

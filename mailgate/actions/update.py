@@ -8,7 +8,6 @@ solved tells its customer so; a ticket given to another agent tells that agent.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -17,33 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.actions.base import (
     UNSET,
     ActionContext,
-    ActionError,
-    _Unset,
+    Unset,
     agent_name,
     customer_thread,
     queue_mail,
     route_of,
 )
 from mailgate.actions.notify import notify_agents
+from mailgate.actions.values import Wanted, checked, current_tags
 from mailgate.db.models import Message, Ticket, TicketTag
 from mailgate.db.records import audit
 from mailgate.outbox.compose import InReplyTo
 from mailgate.outbox.queue import suppressed
-from mailgate.runtime import RuntimeConfig
-
-PRIORITIES = ("low", "normal", "high", "urgent")
-MAX_TAG = 64
-
-
-@dataclass(frozen=True)
-class _Wanted:
-    """The checked new values; None (or UNSET) where nothing changes."""
-
-    status: str | None
-    priority: str | None
-    assignee: str | _Unset | None
-    add_tags: tuple[str, ...]
-    remove_tags: tuple[str, ...]
 
 
 async def update_ticket(
@@ -54,16 +38,14 @@ async def update_ticket(
     *,
     status: str | None = None,
     priority: str | None = None,
-    assignee: str | _Unset | None = UNSET,
+    assignee: str | Unset | None = UNSET,
     add_tags: Iterable[str] = (),
     remove_tags: Iterable[str] = (),
 ) -> list[str]:
     """Apply the given changes as ``agent`` (an agent's address, or another actor such
     as an API client); returns the changes made, human readable."""
-    current = set(
-        await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
-    )
-    wanted = _checked(ctx.runtime, current, status, priority, assignee, add_tags, remove_tags)
+    current = await current_tags(session, ticket)
+    wanted = checked(ctx.runtime, current, status, priority, assignee, add_tags, remove_tags)
     now = datetime.now(UTC)
     changes = [
         *await _set_status(session, ctx, ticket, agent, wanted.status, now),
@@ -74,58 +56,6 @@ async def update_ticket(
     if changes:
         ticket.updated_at = now
     return changes
-
-
-def _checked(runtime, current, status, priority, assignee, add_tags, remove_tags) -> _Wanted:
-    tags = [_tag(tag) for tag in add_tags]
-    untags = [_tag(tag) for tag in remove_tags]
-    missing = [tag for tag in untags if tag not in current]
-    if missing:
-        raise ActionError("tags", f"the ticket has no tag {', '.join(missing)}")
-    if priority is not None and priority.lower() not in PRIORITIES:
-        raise ActionError(
-            "priority", f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}"
-        )
-    return _Wanted(
-        status=None if status is None else status_name(runtime, status),
-        priority=None if priority is None else priority.lower(),
-        assignee=assignee if assignee in (UNSET, None) else resolve_agent(runtime, assignee),
-        add_tags=tuple(dict.fromkeys(tags)),
-        remove_tags=tuple(dict.fromkeys(untags)),
-    )
-
-
-def status_name(runtime: RuntimeConfig, value: str) -> str:
-    """The configured status ``value`` names (any case); else ActionError."""
-    for status in runtime.settings.tickets.statuses:
-        if status.name.lower() == value.strip().lower():
-            return status.name
-    names = ", ".join(s.name for s in runtime.settings.tickets.statuses)
-    raise ActionError("status", f"unknown status {value!r}; one of {names}")
-
-
-def resolve_agent(runtime: RuntimeConfig, value: str) -> str:
-    """The agent ``value`` names: an address, or unambiguously a name or local part."""
-    wanted = value.strip().lower()
-    agents = runtime.settings.agents
-    if wanted in runtime.agent_emails():
-        return wanted
-    found = {
-        a.email.lower()
-        for a in agents
-        if wanted in (a.name.lower(), a.email.lower().rpartition("@")[0])
-    }
-    if len(found) == 1:
-        return found.pop()
-    why = "more than one agent" if found else "no agent"
-    raise ActionError("assignee", f"{why} matches {value!r}")
-
-
-def _tag(value: str) -> str:
-    tag = value.strip()
-    if not tag or len(tag) > MAX_TAG or any(char.isspace() for char in tag):
-        raise ActionError("tags", f"{value!r} is not a tag (one word, up to {MAX_TAG} characters)")
-    return tag
 
 
 async def _set_status(session, ctx: ActionContext, ticket: Ticket, agent, status, now) -> list[str]:
@@ -198,7 +128,7 @@ async def _tell_assignee(session, ctx: ActionContext, ticket: Ticket, agent, ass
     )
 
 
-async def _set_tags(session, ticket: Ticket, agent, current: set[str], wanted: _Wanted, now):
+async def _set_tags(session, ticket: Ticket, agent, current: set[str], wanted: Wanted, now):
     added = [tag for tag in wanted.add_tags if tag not in current]
     removed = [tag for tag in wanted.remove_tags if tag not in wanted.add_tags]
     for tag in added:

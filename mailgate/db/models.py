@@ -135,6 +135,9 @@ class Message(Base):
     quoted_text: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)
     auto_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the mail names an agent (From, or an agent's signed address) but did
+    # not authenticate as that agent: it was handled as an outside message.
+    flag: Mapped[str | None] = mapped_column(Text)
     agent_authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Time)
 
@@ -193,7 +196,10 @@ class OutboxItem(Base):
     """A composed outgoing message waiting for (or done with) delivery.
 
     ``state``: ``queued``, ``sending`` (claimed by a node), ``sent``, ``captured``
-    (no smarthost: kept for the web UI), ``failed`` (gave up or bounced).
+    (no smarthost: kept for the web UI), ``failed`` (gave up or bounced),
+    ``suppressed`` (automatic mail to addresses that hard-bounced: not sent).
+    ``mail_from`` is the sender as composed; the envelope sender is its signed bounce
+    address, made at delivery from the item's id.
     """
 
     __tablename__ = "outbox"

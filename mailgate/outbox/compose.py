@@ -148,6 +148,14 @@ class Composer:
             "command_error", ticket, route, parent, agent, reply_to, details, "auto-replied"
         )
 
+    def delivery_failure(
+        self, ticket: Ticket, route: Route, parent: InReplyTo, agent: str, **details: object
+    ) -> Outgoing:
+        """Tell ``agent`` that mail sent for the ticket bounced (failures, what,
+        suppressed, suppress_hours)."""
+        reply_to = self._signer.reply_address(route.address, ticket.code, agent)
+        return self._to_agent("delivery_failure", ticket, route, parent, agent, reply_to, details)
+
     def _to_agent(self, kind, ticket, route, parent, agent, reply_to, details, auto=None):
         mail = self._templates.render(
             kind,

@@ -8,32 +8,23 @@ participants, thread references, audit events, and the outgoing mail it causes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.actions.base import queue_mail
+from mailgate.actions.notify import notify_agents, responsible_agents
 from mailgate.config import Route
-from mailgate.db.models import (
-    Attachment,
-    AuditEvent,
-    Blob,
-    Message,
-    Participant,
-    RateEvent,
-    ThreadRef,
-    Ticket,
-    TicketTag,
-)
-from mailgate.db.upsert import insert_ignoring_conflicts
+from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
+from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
-from mailgate.outbox.queue import enqueue, suppressed
-from mailgate.pipeline.codes import new_code
+from mailgate.outbox.queue import suppressed
+from mailgate.outbox.ratelimit import take
+from mailgate.pipeline.codes import unused_code
 from mailgate.pipeline.inbound import Inbound, content_fingerprint
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
-
-MAX_CODE_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -65,23 +56,13 @@ async def apply(
     message = await _add_message(session, ticket, inbound, now)
     await _add_participants(session, runtime, ticket, inbound)
     outgoing = await _outgoing(session, runtime, composer, inbound, ticket, route, created, now)
-    for item in outgoing:
-        enqueue(
-            session,
-            item.message,
-            kind=item.kind,
-            envelope_from=item.envelope_from,
-            recipients=item.recipients,
-            ticket_id=ticket.id,
-        )
-        session.add(ThreadRef(message_id=item.message["Message-ID"], ticket_id=ticket.id))
     return Applied(ticket, message, created, tuple(outgoing))
 
 
 async def _open_ticket(session, runtime, inbound, route, assignee, now) -> Ticket:
     settings = runtime.settings.tickets
     ticket = Ticket(
-        code=await _unused_code(session, settings.code_prefix, now),
+        code=await unused_code(session, settings.code_prefix, now),
         subject=inbound.message.subject[:1000],
         customer_name=inbound.sender_name[:255],
         customer_email=inbound.sender_email or inbound.envelope_from.lower(),
@@ -105,17 +86,8 @@ async def _open_ticket(session, runtime, inbound, route, assignee, now) -> Ticke
             role="customer",
         )
     )
-    _audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
+    audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
     return ticket
-
-
-async def _unused_code(session: AsyncSession, prefix: str, now: datetime) -> str:
-    """A fresh code; the unique index settles a race between nodes (the entry retries)."""
-    for _ in range(MAX_CODE_TRIES):
-        code = new_code(prefix, now.date())
-        if await session.scalar(select(Ticket.id).where(Ticket.code == code)) is None:
-            return code
-    raise RuntimeError(f"no unused ticket code for {prefix} on {now:%Y-%m-%d}")
 
 
 async def _record_origin(session, ticket: Ticket, decision: ThreadDecision, now) -> None:
@@ -123,13 +95,11 @@ async def _record_origin(session, ticket: Ticket, decision: ThreadDecision, now)
     if decision.follow_up_of is not None:
         old = decision.follow_up_of
         ticket.linked_from_id = old.id
-        _audit(session, old, "mailgate", "follow_up", now, ticket=ticket.code)
-        _audit(
-            session, ticket, "mailgate", "follow_up_of", now, ticket=old.code, note=decision.note
-        )
+        audit(session, old, "mailgate", "follow_up", now, ticket=ticket.code)
+        audit(session, ticket, "mailgate", "follow_up_of", now, ticket=old.code, note=decision.note)
     if decision.refers_to is not None:
         old = decision.refers_to
-        _audit(session, ticket, "mailgate", "refers_to", now, ticket=old.code, note=decision.note)
+        audit(session, ticket, "mailgate", "refers_to", now, ticket=old.code, note=decision.note)
 
 
 def _reopen_if_waiting(session, runtime, ticket: Ticket, actor: str, now) -> None:
@@ -137,7 +107,7 @@ def _reopen_if_waiting(session, runtime, ticket: Ticket, actor: str, now) -> Non
     tickets = runtime.settings.tickets
     if tickets.category_of(ticket.status) in ("pending", "solved"):
         new_status = tickets.first_of("open")
-        _audit(session, ticket, actor, "status", now, old=ticket.status, new=new_status)
+        audit(session, ticket, actor, "status", now, old=ticket.status, new=new_status)
         ticket.status = new_status
         ticket.solved_at = None
 
@@ -159,23 +129,13 @@ async def _add_message(session, ticket: Ticket, inbound: Inbound, now) -> Messag
         quoted_text=parsed.quoted_text,
         html=parsed.html,
         auto_reason=inbound.auto_reason,
+        flag=inbound.flag,
         created_at=now,
     )
     session.add(message)
     await session.flush()
-    for attachment in parsed.attachments:
-        await insert_ignoring_conflicts(
-            session, Blob, sha256=attachment.sha256, size=len(attachment.data), data=attachment.data
-        )
-        session.add(
-            Attachment(
-                message_id=message.id,
-                filename=attachment.filename,
-                content_type=attachment.content_type,
-                size=len(attachment.data),
-                sha256=attachment.sha256,
-            )
-        )
+    for a in parsed.attachments:
+        await add_attachment(session, message.id, a.filename, a.content_type, a.data, a.sha256)
     session.add(ThreadRef(message_id=parsed.message_id, ticket_id=ticket.id))
     return message
 
@@ -199,68 +159,43 @@ async def _add_participants(session, runtime: RuntimeConfig, ticket: Ticket, inb
 
 
 async def _outgoing(session, runtime, composer, inbound, ticket, route, created, now):
+    """Acknowledge a new ticket; tell the responsible agents (within their limits)."""
     if inbound.automatic:
         return []
     parent = InReplyTo(inbound.message.message_id, inbound.message.references)
     outgoing = []
     if created:
-        ack = await _acknowledgement(
-            session, runtime, composer, inbound, ticket, route, parent, now
-        )
+        ack = await _acknowledgement(session, runtime, composer, ticket, route, parent, now)
         if ack is not None:
+            queue_mail(session, ticket, ack)
             outgoing.append(ack)
-    for agent in _agents_to_notify(ticket, route):
-        outgoing.append(
-            composer.agent_notification(
-                ticket,
-                route,
-                parent,
-                agent,
-                event="new" if created else "reply",
-                author=f"{inbound.sender_name} <{inbound.sender_email}>".strip(),
-                text=inbound.message.text,
-                attachments=[a.filename for a in inbound.message.attachments],
-                auto_reason=None,
-            )
-        )
+    details = dict(
+        event="new" if created else "reply",
+        author=f"{inbound.sender_name} <{inbound.sender_email}>".strip(),
+        text=inbound.message.text,
+        attachments=[a.filename for a in inbound.message.attachments],
+        auto_reason=None,
+    )
+    outgoing += await notify_agents(
+        session,
+        runtime,
+        ticket,
+        responsible_agents(ticket, route),
+        lambda agent: composer.agent_notification(ticket, route, parent, agent, **details),
+        now,
+    )
     return outgoing
 
 
-async def _acknowledgement(session, runtime, composer, inbound, ticket, route, parent, now):
+async def _acknowledgement(session, runtime, composer, ticket, route, parent, now):
     email = ticket.customer_email
     if await suppressed(session, [email]):
-        inbound_note = f"{email} is suppressed after a hard bounce"
-        _audit(session, ticket, "mailgate", "ack_skipped", now, reason=inbound_note)
+        reason = f"{email} is suppressed after a hard bounce"
+        audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return None
-    limit, period = runtime.settings.tickets.ack_limit
-    key = f"ack:{email}"
-    recent = await session.scalar(
-        select(func.count())
-        .select_from(RateEvent)
-        .where(RateEvent.key == key, RateEvent.at > now - timedelta(seconds=period))
-    )
-    if recent >= limit:
+    if await take(session, [(f"ack:{email}", runtime.settings.tickets.ack_limit)], now):
         rate = runtime.settings.tickets.ack_rate_limit
         reason = f"acknowledgement rate limit reached for {email} ({rate})"
-        _audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
+        audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return None
-    session.add(RateEvent(key=key, at=now))
     return composer.acknowledgement(ticket, route, parent, ticket.customer_name)
-
-
-def _agents_to_notify(ticket: Ticket, route: Route) -> list[str]:
-    if ticket.assignee:
-        return [ticket.assignee]
-    return list(dict.fromkeys(agent.lower() for agent in route.agents))
-
-
-def _audit(session, subject: Ticket, actor: str, action: str, now, **data) -> None:
-    session.add(
-        AuditEvent(
-            ticket_id=subject.id,
-            at=now,
-            actor=actor,
-            action=action,
-            data={k: v for k, v in data.items() if v is not None},
-        )
-    )

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailgate.message import ParsedMessage
+from mailgate.pipeline.agents import NOT_AN_AGENT, AgentCheck
 from mailgate.pipeline.classify import Verdict
+from mailgate.signing import SignedReply
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class Inbound:
     received_at: datetime
     message: ParsedMessage
     verdicts: tuple[Verdict, ...] = ()
+    signed: tuple[SignedReply, ...] = ()  # recipients that are our signed addresses
+    sender_check: AgentCheck = NOT_AN_AGENT  # is the sender an authenticated agent?
 
     @property
     def sender_email(self) -> str:
@@ -27,6 +31,16 @@ class Inbound:
     @property
     def sender_name(self) -> str:
         return self.message.sender.name if self.message.sender else ""
+
+    @property
+    def agent(self) -> str | None:
+        """The agent this mail may act as (never for automatic mail, e.g. a vacation
+        reply to a notification)."""
+        return None if self.automatic else self.sender_check.agent
+
+    @property
+    def flag(self) -> str | None:
+        return self.sender_check.flag
 
     @property
     def automatic(self) -> bool:

@@ -33,18 +33,27 @@ class ThreadDecision:
     note: str = ""  # why a known ticket was not used
 
 
+def read_signed(
+    recipients: Sequence[str], signer: Signer, agents: Collection[str]
+) -> list[SignedReply]:
+    """The recipients that are genuine signed reply (or note) addresses, as read."""
+    found = (signer.read_reply_address(recipient, agents) for recipient in recipients)
+    return [signed for signed in found if signed is not None]
+
+
 async def find_thread(
     session: AsyncSession,
     message: ParsedMessage,
-    recipients: Sequence[str],
-    signer: Signer,
-    agents: Collection[str],
+    signed: Sequence[SignedReply],
     tickets: Tickets,
+    sender_is_agent: bool,
 ) -> ThreadDecision:
+    """``signed``: from ``read_signed``; ``sender_is_agent``: the sender authenticated
+    as an agent, who may thread by a ticket code like the ticket's own people."""
     decision = (
-        await _by_signed_address(session, recipients, signer, agents)
+        await _by_signed_address(session, signed)
         or await _by_references(session, message)
-        or await _by_subject_code(session, message, agents, tickets.code_prefix)
+        or await _by_subject_code(session, message, sender_is_agent, tickets.code_prefix)
         or ThreadDecision(None, "new")
     )
     ticket = decision.ticket
@@ -54,11 +63,8 @@ async def find_thread(
     return decision
 
 
-async def _by_signed_address(session, recipients, signer, agents) -> ThreadDecision | None:
-    for recipient in recipients:
-        signed = signer.read_reply_address(recipient, agents)
-        if signed is None:
-            continue
+async def _by_signed_address(session, signed_addresses) -> ThreadDecision | None:
+    for signed in signed_addresses:
         ticket = await _ticket_by_code(session, signed.code)
         if ticket is not None:
             return ThreadDecision(ticket, "signed-address", signed)
@@ -81,13 +87,13 @@ async def _by_references(session: AsyncSession, message: ParsedMessage) -> Threa
     return None
 
 
-async def _by_subject_code(session, message, agents, prefix) -> ThreadDecision | None:
+async def _by_subject_code(session, message, sender_is_agent, prefix) -> ThreadDecision | None:
     sender = message.sender.email.lower() if message.sender else ""
     for code in codes_in(message.subject, prefix):
         ticket = await _ticket_by_code(session, code)
         if ticket is None:
             continue
-        if sender in agents or await _is_participant(session, ticket, sender):
+        if sender_is_agent or await _is_participant(session, ticket, sender):
             return ThreadDecision(ticket, "subject-code")
         note = f"quotes {ticket.code}, but {sender or 'the sender'} is not on that ticket"
         return ThreadDecision(None, "new", refers_to=ticket, note=note)

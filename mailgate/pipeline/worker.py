@@ -1,7 +1,7 @@
 """The pipeline worker: journal entries in, tickets and outgoing mail out.
 
-Each entry runs the named steps in order -- parse, classify, dedupe, thread, route,
-apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
+Each entry runs the named steps in order -- parse, classify, dedupe, bounce, thread,
+route, apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
 A step that raises or runs too long quarantines its entry with the error and the
 mail behind it goes on; a database outage leaves the entry pending for a retry.
 """
@@ -18,16 +18,20 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from mailgate.actions import ActionContext
 from mailgate.db.models import JournalEntry, Message
 from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
 from mailgate.outbox.compose import Composer
+from mailgate.pipeline.agent_mail import apply_agent_mail
+from mailgate.pipeline.agents import check_agent
 from mailgate.pipeline.apply import apply
+from mailgate.pipeline.bounces import handle_bounce
 from mailgate.pipeline.classify import classify
 from mailgate.pipeline.inbound import Inbound, content_fingerprint
 from mailgate.pipeline.parse import parse
 from mailgate.pipeline.route import choose_assignee, route_for
-from mailgate.pipeline.thread import find_thread
+from mailgate.pipeline.thread import find_thread, read_signed
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
 
@@ -118,6 +122,8 @@ class PipelineWorker:
             inbound = await self._parse(entry)
             step = "classify"
             inbound = self._classify(inbound)
+            step = "authenticate"
+            inbound = self._authenticate(inbound)
             step = "apply"
             outcome = await self._apply(inbound)
         except Exception as exc:  # every failure ends in a retry or in quarantine
@@ -153,35 +159,54 @@ class PipelineWorker:
         verdicts = classify(inbound.message, _return_path(inbound), runtime.routes.is_ours)
         return replace(inbound, verdicts=verdicts)
 
+    def _authenticate(self, inbound: Inbound) -> Inbound:
+        runtime = self._deps.runtime
+        agents = runtime.agent_emails()
+        signed = tuple(read_signed(inbound.recipients, self._deps.signer, agents))
+        trusted = runtime.settings.auth.trusted_authserv_ids
+        check = check_agent(inbound.message, signed, agents, trusted)
+        return replace(inbound, signed=signed, sender_check=check)
+
     async def _apply(self, inbound: Inbound) -> str:
         async with self._sessions.begin() as session:
             if await _is_duplicate(session, inbound):
                 await _finish(session, inbound.entry_id, "duplicate")
                 return "duplicate"
-            applied = await self._thread_route_apply(session, inbound)
+            deps = self._deps  # a bounce of our own mail never becomes a ticket:
+            bounce = await handle_bounce(session, deps.runtime, deps.signer, deps.composer, inbound)
+            if bounce:
+                outcome, queued = bounce, True  # the agents' notices, if any
+            else:
+                outcome, queued = await self._thread_route_apply(session, inbound)
             await _finish(session, inbound.entry_id, "done")
-        if applied.outgoing:
+        if queued:
             self._on_outgoing()
-        return f"done ({applied.ticket.code}{', new' if applied.created else ''})"
+        return f"done ({outcome})"
 
     async def _thread_route_apply(self, session: AsyncSession, inbound: Inbound):
+        """Thread, route and apply; returns (what happened, whether mail was queued)."""
         deps = self._deps
         settings = deps.runtime.settings
         decision = await find_thread(
-            session,
-            inbound.message,
-            inbound.recipients,
-            deps.signer,
-            deps.runtime.agent_emails(),
-            settings.tickets,
+            session, inbound.message, inbound.signed, settings.tickets, inbound.agent is not None
         )
+        existing = decision.ticket or decision.follow_up_of
+        if inbound.agent and existing is not None:  # agents keep working on closed tickets
+            done = await apply_agent_mail(
+                session, ActionContext(deps.runtime, deps.composer), inbound, existing
+            )
+            how = inbound.sender_check.how
+            return f"{existing.code}, {done.outcome} by {inbound.agent} ({how})", True
         route = route_for(inbound.recipients, deps.runtime.routes)
         if route is None:
             raise Quarantine(f"no route for {', '.join(inbound.recipients)}")
         assignee = None
         if decision.ticket is None:
             assignee = await choose_assignee(session, route, settings.tickets)
-        return await apply(session, deps.runtime, deps.composer, inbound, decision, route, assignee)
+        applied = await apply(
+            session, deps.runtime, deps.composer, inbound, decision, route, assignee
+        )
+        return f"{applied.ticket.code}{', new' if applied.created else ''}", bool(applied.outgoing)
 
     async def _failed(self, entry: JournalEntry, step: str, exc: BaseException) -> str:
         transient = isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError)

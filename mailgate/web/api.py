@@ -201,6 +201,7 @@ async def message_shapes(session: AsyncSession, ticket_id: int) -> list[dict]:
             "created_at": _iso(m.created_at),
             "message_id": m.message_id,
             "auto_reason": m.auto_reason,
+            "flag": m.flag,
             "attachments": attachments.get(m.id, []),
         }
         for m in messages

@@ -1,0 +1,104 @@
+"""Checking the values of a ticket change: statuses, priorities, agents, tags.
+
+Every value is checked before anything changes; a bad one is an ActionError that
+names the field and says, in words an agent reads in a mail, what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.actions.base import UNSET, ActionContext, ActionError, Unset
+from mailgate.db.models import Ticket, TicketTag
+from mailgate.runtime import RuntimeConfig
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+MAX_TAG = 64
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The checked new values; None (or UNSET) where nothing changes."""
+
+    status: str | None
+    priority: str | None
+    assignee: str | Unset | None
+    add_tags: tuple[str, ...]
+    remove_tags: tuple[str, ...]
+
+
+async def check_update(
+    session: AsyncSession,
+    ctx: ActionContext,
+    ticket: Ticket,
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    assignee: str | Unset | None = UNSET,
+    add_tags: Iterable[str] = (),
+    remove_tags: Iterable[str] = (),
+) -> None:
+    """Raise the ActionError ``update_ticket`` would raise for these values; change
+    nothing (so a caller can refuse a whole request before it does anything)."""
+    current = await current_tags(session, ticket)
+    checked(ctx.runtime, current, status, priority, assignee, add_tags, remove_tags)
+
+
+async def current_tags(session: AsyncSession, ticket: Ticket) -> set[str]:
+    return set(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
+
+
+def checked(runtime, current, status, priority, assignee, add_tags, remove_tags) -> Wanted:
+    tags = [_tag(tag) for tag in add_tags]
+    untags = [_tag(tag) for tag in remove_tags]
+    missing = [tag for tag in untags if tag not in current]
+    if missing:
+        raise ActionError("tags", f"the ticket has no tag {', '.join(missing)}")
+    if priority is not None and priority.lower() not in PRIORITIES:
+        raise ActionError(
+            "priority", f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}"
+        )
+    return Wanted(
+        status=None if status is None else status_name(runtime, status),
+        priority=None if priority is None else priority.lower(),
+        assignee=assignee if assignee in (UNSET, None) else resolve_agent(runtime, assignee),
+        add_tags=tuple(dict.fromkeys(tags)),
+        remove_tags=tuple(dict.fromkeys(untags)),
+    )
+
+
+def status_name(runtime: RuntimeConfig, value: str) -> str:
+    """The configured status ``value`` names (any case); else ActionError."""
+    for status in runtime.settings.tickets.statuses:
+        if status.name.lower() == value.strip().lower():
+            return status.name
+    names = ", ".join(s.name for s in runtime.settings.tickets.statuses)
+    raise ActionError("status", f"unknown status {value!r}; one of {names}")
+
+
+def resolve_agent(runtime: RuntimeConfig, value: str) -> str:
+    """The agent ``value`` names: an address, or unambiguously a name or local part."""
+    wanted = value.strip().lower()
+    agents = runtime.settings.agents
+    if wanted in runtime.agent_emails():
+        return wanted
+    found = {
+        a.email.lower()
+        for a in agents
+        if wanted in (a.name.lower(), a.email.lower().rpartition("@")[0])
+    }
+    if len(found) == 1:
+        return found.pop()
+    why = "more than one agent" if found else "no agent"
+    raise ActionError("assignee", f"{why} matches {value!r}")
+
+
+def _tag(value: str) -> str:
+    tag = value.strip()
+    if not tag or len(tag) > MAX_TAG or any(char.isspace() for char in tag):
+        raise ActionError("tags", f"{value!r} is not a tag (one word, up to {MAX_TAG} characters)")
+    return tag

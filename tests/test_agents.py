@@ -1,0 +1,218 @@
+"""Agents working from their own mail client, end to end through a real daemon.
+
+Customer and agent mail go in over SMTP; what mailgate sends comes out at a real
+aiosmtpd smarthost sink; the ticket is read back through the JSON API and the
+outbox table (written in the same transaction as the mail's processing, so "nothing
+was sent" is checked without waiting). SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import OutboxItem
+from tests.support import MailgateProcess, api_get, wait_until
+from tests.test_pipeline import mail, send, sent_to, settled, ticket
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+CAROL, DAVE = "carol@client.test", "dave@client.test"
+TRUSTED_PASS = "Authentication-Results: mx.example.test; dkim=pass header.d=example.test\r\n"
+
+
+@pytest.fixture
+async def daemon(setup, smarthost):
+    setup.sections["outbound"] = {"smarthost": f"127.0.0.1:{smarthost.port}"}
+    setup.sections["api"] = {"tokens": ["test-token"]}
+    setup.sections["auth"] = {"trusted_authserv_ids": ["mx.example.test"]}
+    setup.routes[0]["agents"] = [ALICE, BOB]
+    setup.routes[0]["name"] = "Example Support"
+    setup.agents = [{"email": ALICE, "name": "Alice"}, {"email": BOB, "name": "Bob"}]
+    process = MailgateProcess(setup)
+    await process.start()
+    yield process
+    assert await process.stop() == 0
+
+
+class Desk:
+    """One ticket opened by Carol (Dave in Cc) and the mail around it."""
+
+    def __init__(self, daemon, smarthost, engine) -> None:
+        self.daemon, self.smarthost, self.engine = daemon, smarthost, engine
+        self.entries = 0
+        self.code = ""
+
+    async def open(self) -> Desk:
+        raw = mail("Printer on fire", extra=f"Cc: Dave <{DAVE}>\r\n", message_id="<q@client.test>")
+        await self.deliver(raw, sender=CAROL)
+        await self.mail_to(ALICE)
+        [ack] = sent_to(self.smarthost, CAROL)
+        self.code = ack.message["X-Mailgate-Ticket"]
+        return self
+
+    async def deliver(self, raw: bytes, sender: str, recipients=("support@example.test",)):
+        await asyncio.to_thread(send, self.daemon.setup.smtp_port, raw, recipients, sender)
+        self.entries += 1
+        await settled(self.engine, self.entries)
+
+    async def mail_to(self, address: str, count: int = 1, kind: str | None = None) -> list:
+        """Wait for the ``count``-th message to ``address`` (of the given kind)."""
+
+        async def arrived():
+            found = [m for m in sent_to(self.smarthost, address) if kind in (None, _kind(m))]
+            return found if len(found) >= count else None
+
+        return await wait_until(arrived, f"{count} mail(s) to {address}")
+
+    async def agent_mail(self, body: str, sender=ALICE, to: str | None = None, extra=""):
+        """Mail from an agent; by default to the reply address of their notification."""
+        to = to or (await self.mail_to(sender))[0].message["Reply-To"]
+        raw = mail(f"Re: [{self.code}] Printer on fire", body=body, sender=sender, to=to,
+                   extra=extra)  # fmt: skip
+        await self.deliver(raw, sender=sender, recipients=(to,))
+
+    async def ticket(self) -> dict:
+        return await ticket(self.daemon, self.code)
+
+    async def outbox(self) -> list[tuple[str, list[str]]]:
+        async with AsyncSession(self.engine) as session:
+            rows = await session.execute(
+                select(OutboxItem.kind, OutboxItem.recipients).order_by(OutboxItem.id)
+            )
+            return [(kind, recipients) for kind, recipients in rows]
+
+
+async def ticket_list(desk: Desk) -> list[dict]:
+    return (await api_get(desk.daemon.setup, "/api/v1/tickets"))["tickets"]
+
+
+def _kind(received) -> str | None:
+    """Tell our notifications apart by their subject (the sink sees only the mail)."""
+    subject = str(received.message["Subject"])
+    for marker, kind in (("Internal note", "note"), ("Not understood", "error")):
+        if marker in subject:
+            return kind
+    return "other"
+
+
+@pytest.fixture
+async def desk(daemon, smarthost, engine) -> Desk:
+    return await Desk(daemon, smarthost, engine).open()
+
+
+async def test_agent_reply_reaches_customer_and_cc_from_the_support_address(desk):
+    body = (
+        "#status pending\n\nHello Carol, please switch it off.\n\n-- \nAlice\n\n"
+        "On Sun, 22 Nov 2026 at 10:00, Example Support <support@example.test> wrote:\n"
+        "> New ticket from Carol\n> #status is explained below\n"
+    )
+    await desk.agent_mail(body)
+    [relay] = (await desk.mail_to(CAROL, 2))[1:]
+    message = relay.message
+    assert set(relay.rcpt_tos) == {CAROL, DAVE} and relay.mail_from == "support@example.test"
+    assert message["From"].addresses[0].addr_spec == "support@example.test"
+    assert message["From"].addresses[0].display_name == "Alice via Example Support"
+    assert f"[{desk.code}]" in message["Subject"]
+    assert message["In-Reply-To"] == "<q@client.test>"
+    assert "<q@client.test>" in message["References"].split()
+    headers = "\n".join(f"{name}: {value}" for name, value in message.items())
+    assert ALICE not in headers.lower() and "alice@" not in relay.raw.decode().lower()
+    text = message.get_body(("plain",)).get_content()
+    assert "please switch it off" in text and "#" not in text and "> New ticket" not in text
+    shown = await desk.ticket()
+    assert shown["status"] == "Pending" and shown["first_response_at"]
+    reply = shown["messages"][-1]
+    assert (reply["kind"], reply["from"], reply["text"].startswith("Hello Carol")) == (
+        "agent", ALICE, True
+    )  # fmt: skip
+
+
+async def test_forged_agent_mail_is_an_outside_message(desk):
+    forged = mail(f"Re: [{desk.code}] Printer on fire", body="#status closed\n\nDone.",
+                  sender=f"Alice <{ALICE}>")  # fmt: skip
+    await desk.deliver(forged, sender=ALICE)
+    shown = await desk.ticket()
+    assert shown["status"] == "New" and len(shown["messages"]) == 1
+    assert not [kind for kind, _ in await desk.outbox() if kind == "agent_reply"]
+    listed = await ticket_list(desk)
+    assert len(listed) == 2  # the forged mail opened a ticket of its own ...
+    other = await ticket(desk.daemon, listed[0]["code"])
+    assert "not authenticated" in other["messages"][0]["flag"]  # ... and says why
+
+
+async def test_authentication_results_from_a_trusted_id_only(desk):
+    untrusted = TRUSTED_PASS.replace("mx.example.test", "mx.evil.test")
+    # An attacker's header below an untrusted top one is never read.
+    await desk.agent_mail("#priority high\n\nForged.", to="support@example.test",
+                          extra=untrusted + TRUSTED_PASS)  # fmt: skip
+    assert (await desk.ticket())["priority"] == "normal"
+    await desk.agent_mail("#priority high\n\nReal.", to="support@example.test", extra=TRUSTED_PASS)
+    shown = await desk.ticket()
+    assert shown["priority"] == "high" and shown["messages"][-1]["kind"] == "agent"
+    [relay] = (await desk.mail_to(CAROL, 2))[1:]
+    assert "Real." in relay.message.get_body(("plain",)).get_content()
+    assert len(await ticket_list(desk)) == 2  # the untrusted one became a ticket of its own
+
+
+async def test_every_command_and_the_solved_mail(desk):
+    await desk.agent_mail("#status solved\n#assign bob\n#priority urgent\n#tag vip\n#tag printer")
+    shown = await desk.ticket()
+    assert (shown["status"], shown["assignee"], shown["priority"]) == ("Solved", BOB, "urgent")
+    assert shown["tags"] == ["printer", "vip"] and len(shown["messages"]) == 1  # nothing relayed
+    [solved] = (await desk.mail_to(CAROL, 2))[1:]
+    assert f"[{desk.code}] Solved" in solved.message["Subject"]
+    assert "reopens" in solved.message.get_content()
+    assigned = await desk.mail_to(BOB, 2)
+    assert "Assigned to you" in assigned[-1].message["Subject"]
+    await desk.agent_mail("#untag vip\n#assign me\n#status open")
+    shown = await desk.ticket()
+    assert (shown["status"], shown["assignee"], shown["tags"]) == ("Open", ALICE, ["printer"])
+    await desk.agent_mail("#assign none")
+    assert (await desk.ticket())["assignee"] is None
+    assert [kind for kind, _ in await desk.outbox()].count("solved") == 1
+
+
+async def test_a_bad_command_is_explained_and_nothing_happens(desk):
+    await desk.agent_mail("#staus solved\n#priority asap\n#assign mallory\n\nHello Carol!")
+    [error] = await desk.mail_to(ALICE, kind="error")
+    text = error.message.get_content()
+    assert "#staus solved: unknown command" in text
+    assert "#priority asap: unknown priority" in text and "#assign mallory" in text
+    shown = await desk.ticket()
+    assert (shown["status"], shown["priority"], len(shown["messages"])) == ("New", "normal", 1)
+    assert not [kind for kind, _ in await desk.outbox() if kind == "agent_reply"]
+
+
+async def test_notes_by_command_and_by_note_address_stay_internal(desk):
+    await desk.agent_mail("#note\nCarol is a reseller, be nice.")
+    [note] = await desk.mail_to(BOB, kind="note")
+    assert "be nice" in note.message.get_content()
+    note_address = note.message["Reply-To"]
+    assert note_address.startswith(f"support+{desk.code.lower()}.note.")
+    await desk.agent_mail("Noted, I will call her.", sender=BOB, to=note_address)
+    [answer] = await desk.mail_to(ALICE, kind="note")
+    assert "I will call her" in answer.message.get_content()
+    shown = await desk.ticket()
+    assert [m["kind"] for m in shown["messages"]] == ["customer", "note", "note"]
+    assert shown["first_response_at"] is None
+    customers = {CAROL, DAVE}
+    assert [kind for kind, to in await desk.outbox() if customers & set(to)] == ["acknowledgement"]
+
+
+async def test_cc_participant_gets_the_reply_and_may_answer(desk):
+    await desk.agent_mail("Hello both, which model is it?")
+    [relay] = await desk.mail_to(DAVE)
+    answer = mail("Re: whatever", body="It is the X-1000.", sender=f"Dave <{DAVE}>",
+                  to=relay.message["Reply-To"],
+                  extra=f"In-Reply-To: {relay.message['Message-ID']}\r\n")  # fmt: skip
+    await desk.deliver(answer, sender=DAVE, recipients=(relay.message["Reply-To"],))
+    shown = await desk.ticket()
+    assert [(m["kind"], m["from"]) for m in shown["messages"]] == [
+        ("customer", CAROL), ("agent", ALICE), ("customer", DAVE)
+    ]  # fmt: skip
+    told = await desk.mail_to(ALICE, 2)
+    assert "X-1000" in told[-1].message.get_content()
+    assert len(await ticket_list(desk)) == 1
