@@ -5,7 +5,7 @@ PostgreSQL a generated tsvector column with a GIN index. Either way every insert
 by the pipeline or by an agent, is searchable at once.
 
 Revision ID: 0004_web
-Revises: 0001
+Revises: 0002_agents
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_web"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002_agents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
