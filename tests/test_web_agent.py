@@ -296,3 +296,12 @@ async def test_reports_count_open_waiting_solved_and_median_times(daemon, engine
     assert "billing" not in mine and '<p class="big">0</p>' in mine
     status, _, _ = await alice.get("/reports", params={"from": "garbage"})
     assert status == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_forged_agent_mail_is_flagged_on_the_ticket_page(daemon, engine, signed_in):
+    forged = mail("Refund them all", sender="Alice <alice@example.test>")
+    [code] = await deliver(daemon, engine, (forged, "support@example.test"))
+    root = await signed_in("root")
+    _, page, _ = await root.get(f"/tickets/{code}")
+    assert 'class="small flagged" role="note">Flagged: From: names agent' in page
