@@ -73,6 +73,10 @@ class Web(_Section):
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
     secret_key_file: str = ""
+    session_hours: float = Field(12.0, gt=0)  # a web sign-in lasts this long
+    # Sign-in attempts (passwords and login links) per address and per client IP.
+    login_rate_limit: str = Field("10/15m", pattern=r"^\d+/\d+[smhd]$")
+    login_ip_rate_limit: str = Field("30/15m", pattern=r"^\d+/\d+[smhd]$")
 
     @field_validator("listen")
     @classmethod

@@ -43,6 +43,13 @@ class Signer:
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.b32encode(digest).decode().lower()[:MAC_CHARS]
 
+    def sign(self, purpose: str, value: str) -> str:
+        """A MAC binding ``value`` to ``purpose`` (session cookies, CSRF tokens...)."""
+        return self._mac(purpose, value)
+
+    def verify(self, purpose: str, value: str, mac: str) -> bool:
+        return hmac.compare_digest(self._mac(purpose, value), mac.lower())
+
     def reply_address(self, route_address: str, code: str, agent: str | None = None) -> str:
         """``support+<code>.<mac>@domain``: threads to ``code`` (as ``agent``, if given)."""
         local, _, domain = route_address.rpartition("@")

@@ -274,3 +274,26 @@ class ImapMailboxState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(Time)
+
+
+class AgentSession(Base):
+    """A signed-in browser: the SHA-256 of its cookie token, never the token itself."""
+
+    __tablename__ = "agent_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    expires_at: Mapped[datetime] = mapped_column(Time)
+
+
+class LoginToken(Base):
+    """A one-time sign-in link sent by mail (kept as the SHA-256 of its token)."""
+
+    __tablename__ = "login_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(Time)
+    expires_at: Mapped[datetime] = mapped_column(Time)
+    used_at: Mapped[datetime | None] = mapped_column(Time)
