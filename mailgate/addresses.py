@@ -2,7 +2,9 @@
 
 Recipients match case-insensitively, and ``support+anything@domain`` belongs to the
 route of ``support@domain`` (signed reply and bounce addresses live there). A route
-address ``*@domain`` catches every other local part of that domain.
+address ``*@domain`` catches every other local part of that domain. With ``[outbound]
+return_path_domain`` set, ``bounce+anything@`` that domain is ours too (the bounce
+addresses of outgoing mail; their signature is checked by the pipeline).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mailgate.config import Route
+
+BOUNCE_LOCAL = "bounce"  # the local part of bounce addresses (signing.py)
 
 
 def base_address(address: str) -> str:
@@ -29,7 +33,8 @@ def detail_of(address: str) -> str:
 class RouteTable:
     """Finds the route for a recipient address."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], return_path_domain: str = "") -> None:
+        self._bounces = f"{BOUNCE_LOCAL}@{return_path_domain}".lower() if return_path_domain else ""
         self._exact: dict[str, Route] = {}
         self._catch_all: dict[str, Route] = {}
         for route in routes:
@@ -46,4 +51,8 @@ class RouteTable:
         return self._exact.get(base) or self._catch_all.get(base.rpartition("@")[2])
 
     def is_ours(self, address: str) -> bool:
-        return self.match(address) is not None
+        return self.match(address) is not None or self.is_bounce_address(address)
+
+    def is_bounce_address(self, address: str) -> bool:
+        """``bounce+detail@<return_path_domain>``: a return path of our outgoing mail."""
+        return bool(self._bounces and detail_of(address)) and base_address(address) == self._bounces

@@ -131,6 +131,7 @@ class Daemon:
             backoff_base=outbound.retry_base_seconds,
             backoff_cap=outbound.retry_cap_seconds,
             give_up_after=timedelta(hours=outbound.give_up_after_hours),
+            return_path=return_paths(self.runtime, deps.signer),
         )
         return delivery, PipelineWorker(engine, deps, node, delivery.wake)
 
@@ -179,6 +180,17 @@ async def _finish(workers, tasks: list[asyncio.Task], grace: float) -> None:
 def node_id() -> str:
     """Names this process in work claims, so several nodes can share one database."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def return_paths(runtime: RuntimeConfig, signer: Signer) -> Callable[[str, int], str]:
+    """The envelope sender of an outbox item: its signed bounce address. The return
+    path domain is read at each use, so a reload (SIGHUP) changes it."""
+
+    def return_path(sender: str, outbox_id: int) -> str:
+        domain = runtime.settings.outbound.return_path_domain
+        return signer.bounce_address(sender, outbox_id, domain)
+
+    return return_path
 
 
 def pipeline_deps(runtime: RuntimeConfig) -> PipelineDeps:

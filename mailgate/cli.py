@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from mailgate import __version__
+from mailgate import __version__, cli_agent
 from mailgate.config import ConfigError, LoadedConfig, Settings, load_config
 from mailgate.intake import pipe
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     db_commands.add_parser("upgrade", help="apply schema migrations")
+    cli_agent.add_parsers(commands)
     return parser
 
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "check-config": _check_config,
         "reprocess": _reprocess,
         "db": _db_upgrade,
+        "agent": cli_agent.run,
     }
     return handlers[args.command](args, loaded)
 

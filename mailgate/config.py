@@ -65,6 +65,7 @@ class Outbound(_Section):
     retry_base_seconds: float = Field(30.0, gt=0)  # first retry; doubles each time
     retry_cap_seconds: float = Field(3600.0, gt=0)
     give_up_after_hours: float = Field(72.0, gt=0)
+    suppress_after_bounce_hours: float = Field(72.0, gt=0)  # no automatic mail after a hard bounce
 
 
 RATE = r"^\d+/\d+[smhd]$"  # "3/10m": at most 3 per 10 minutes
@@ -75,6 +76,10 @@ class Web(_Section):
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
     secret_key_file: str = ""
+    session_hours: float = Field(12.0, gt=0)  # a web sign-in lasts this long
+    # Sign-in attempts (passwords and login links) per address and per client IP.
+    login_rate_limit: str = Field("10/15m", pattern=r"^\d+/\d+[smhd]$")
+    login_ip_rate_limit: str = Field("30/15m", pattern=r"^\d+/\d+[smhd]$")
     form_rate_limit: str = Field("5/1h", pattern=RATE)  # web form, per email address
     form_ip_rate_limit: str = Field("20/1h", pattern=RATE)  # web form and portal, per IP
 

@@ -19,7 +19,7 @@ class RuntimeConfig:
     def __init__(self, loaded: LoadedConfig, explicit_path: str | None = None) -> None:
         self._explicit = explicit_path
         self.loaded = loaded
-        self.routes = RouteTable(loaded.settings.routes)
+        self.routes = _route_table(loaded.settings)
 
     @property
     def settings(self) -> Settings:
@@ -40,5 +40,9 @@ class RuntimeConfig:
             if getattr(loaded.settings, name) != getattr(self.settings, name)
         ]
         self.loaded = loaded
-        self.routes = RouteTable(loaded.settings.routes)
+        self.routes = _route_table(loaded.settings)
         return stale
+
+
+def _route_table(settings: Settings) -> RouteTable:
+    return RouteTable(settings.routes, settings.outbound.return_path_domain)

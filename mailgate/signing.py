@@ -6,6 +6,11 @@ agent. An agent's note address, ``local+<code>.note.<mac>@domain``, binds the ag
 and the purpose: mail to it becomes an internal note, never a reply to the customer.
 MTAs and mail clients sometimes change the case of a local part, so codes and MACs
 are compared case-insensitively (base32 has one case).
+
+A bounce (VERP) address is the envelope sender of one outgoing message:
+``support+bounce-<outbox id>.<mac>@domain`` under the route's address, or
+``bounce+<outbox id>.<mac>@<return_path_domain>`` when that is set. A DSN sent back
+to it names the message that failed without our reading the bounce's guesswork.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailgate.addresses import detail_of
+from mailgate.addresses import BOUNCE_LOCAL, detail_of
 
 MAC_CHARS = 16
 NOTE_MARK = ".note"
@@ -37,6 +42,13 @@ class Signer:
         message = "\0".join(parts).encode()
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.b32encode(digest).decode().lower()[:MAC_CHARS]
+
+    def sign(self, purpose: str, value: str) -> str:
+        """A MAC binding ``value`` to ``purpose`` (session cookies, CSRF tokens...)."""
+        return self._mac(purpose, value)
+
+    def verify(self, purpose: str, value: str, mac: str) -> bool:
+        return hmac.compare_digest(self._mac(purpose, value), mac.lower())
 
     def reply_address(self, route_address: str, code: str, agent: str | None = None) -> str:
         """``support+<code>.<mac>@domain``: threads to ``code`` (as ``agent``, if given)."""
@@ -65,15 +77,30 @@ class Signer:
                 return SignedReply(code, agent, note)
         return None
 
+    def bounce_address(self, sender: str, outbox_id: int, domain: str = "") -> str:
+        """The envelope sender for outbox item ``outbox_id`` sent as ``sender``."""
+        token = f"{outbox_id}.{self._mac('bounce', str(outbox_id))}"
+        if domain:
+            return f"{BOUNCE_LOCAL}+{token}@{domain.lower()}"
+        local, _, sender_domain = sender.rpartition("@")
+        return f"{local}+{BOUNCE_LOCAL}-{token}@{sender_domain}"
+
+    def read_bounce_address(self, address: str) -> int | None:
+        """The outbox id a bounce address was made for; None if it is not one or forged."""
+        local = address.strip().strip("<>").rpartition("@")[0]
+        base, _, detail = local.lower().partition("+")
+        prefix = "" if base == BOUNCE_LOCAL else f"{BOUNCE_LOCAL}-"
+        if not detail.startswith(prefix):
+            return None
+        outbox_id, _, mac = detail.removeprefix(prefix).partition(".")
+        if not outbox_id.isdigit() or len(mac) != MAC_CHARS:
+            return None
+        if not hmac.compare_digest(self._mac("bounce", outbox_id), mac):
+            return None
+        return int(outbox_id)
+
     def portal_token(self, code: str) -> str:
         return self._mac("portal", code.upper())
 
     def check_portal_token(self, code: str, token: str) -> bool:
         return hmac.compare_digest(self.portal_token(code), token.lower())
-
-    def form_token(self, purpose: str, *parts: str) -> str:
-        """A CSRF token for a form that has no session: bound to ``purpose`` and ``parts``."""
-        return self._mac("form", purpose, *parts)
-
-    def check_form_token(self, token: str, purpose: str, *parts: str) -> bool:
-        return hmac.compare_digest(self.form_token(purpose, *parts), token.lower())

@@ -18,7 +18,7 @@ from mailgate.db.models import Message, Ticket
 from mailgate.signing import Signer
 from tests.support import MailgateProcess, api_get, wait_until
 from tests.test_pipeline import mail, send
-from tests.webclient import get, post_form
+from tests.web import WebClient
 
 PORTAL_LINK = re.compile(r"http://127\.0\.0\.1:\d+/t/([A-Z0-9-]+)\?k=([a-z0-9]+)")
 
@@ -35,6 +35,13 @@ async def daemon(setup, smarthost):
     assert await process.stop() == 0
 
 
+@pytest.fixture
+async def client(daemon):
+    web = WebClient(daemon.setup.web_port)
+    yield web
+    await web.close()
+
+
 async def acknowledged(daemon, smarthost, to="support@example.test") -> tuple[str, str]:
     """Mail a new request; the ticket code and the portal link of its acknowledgement."""
     before = len(smarthost.messages)
@@ -49,7 +56,7 @@ async def acknowledged(daemon, smarthost, to="support@example.test") -> tuple[st
 
     found = PORTAL_LINK.search((await wait_until(ack, "the acknowledgement")).message.get_content())
     assert found, "the acknowledgement has no portal link"
-    return found.group(1), found.group(0)
+    return found.group(1), found.group(0).removeprefix(f"http://127.0.0.1:{daemon.setup.web_port}")
 
 
 async def thread(daemon, code: str) -> list[dict]:
@@ -58,7 +65,8 @@ async def thread(daemon, code: str) -> list[dict]:
 
 async def test_portal_link_shows_the_thread_and_takes_a_reply(daemon, smarthost, page, tmp_path):
     code, link = await acknowledged(daemon, smarthost)
-    response = await page.goto(link)
+    base = f"http://127.0.0.1:{daemon.setup.web_port}"
+    response = await page.goto(base + link)
     assert response.status == 200
     assert code in await page.locator("h1").inner_text()
     assert await page.locator("ol.thread > li").count() == 1
@@ -85,16 +93,16 @@ async def test_portal_link_shows_the_thread_and_takes_a_reply(daemon, smarthost,
     assert "photo.png" in await page.locator("ol.thread > li").nth(1).inner_text()
 
     forged = link[:-4] + ("aaaa" if not link.endswith("aaaa") else "bbbb")
-    response = await page.goto(forged)
+    response = await page.goto(base + forged)
     assert response.status == 404
     assert "There is no such page" in await page.locator("main").inner_text()
 
 
-async def test_a_portal_reply_is_threaded_like_a_mail_reply(daemon, smarthost, engine):
+async def test_a_portal_reply_is_threaded_like_a_mail_reply(daemon, smarthost, engine, client):
     code, link = await acknowledged(daemon, smarthost)
-    shown = await get(link)
-    sent = await post_form(link, {"csrf": shown.csrf, "text": "Still burning."})
-    assert sent.status == 200 and "sent=1" in sent.url
+    fields = {"csrf": await client.csrf(link), "text": "Still burning."}
+    status, _, response = await client.post(link, fields, csrf_from=None)
+    assert status == 303 and "sent=1" in response.headers["Location"]
     # The agent is notified of the reply, as for a reply by mail.
     [notification] = await wait_for_mail(smarthost, "alice@example.test", 2)
     assert notification.message["Subject"].startswith(f"[{code}]")
@@ -115,25 +123,24 @@ async def wait_for_mail(smarthost, address: str, count: int) -> list:
     return await wait_until(arrived, f"{count} mails to {address}")
 
 
-async def test_wrong_missing_or_unknown_links_are_404(daemon, smarthost):
+async def test_wrong_missing_or_unknown_links_are_404(daemon, smarthost, client):
     code, _ = await acknowledged(daemon, smarthost)
-    base = f"http://127.0.0.1:{daemon.setup.web_port}"
     other = "TCK-20260101-ABCD"
     stranger = Signer(b"test-secret-key").portal_token(other)
-    for url in (
-        f"{base}/t/{code}",
-        f"{base}/t/{code}?k=",
-        f"{base}/t/{code}?k=0123456789abcdef",
-        f"{base}/t/{other}?k={stranger}",
+    for path in (
+        f"/t/{code}",
+        f"/t/{code}?k=",
+        f"/t/{code}?k=0123456789abcdef",
+        f"/t/{other}?k={stranger}",
     ):
-        page = await get(url)
-        assert page.status == 404 and "There is no such page" in page.text, url
-    refused = await post_form(f"{base}/t/{code}?k=0123456789abcdef", {"text": "hi"})
-    assert refused.status == 404
+        status, body, _ = await client.get(path)
+        assert status == 404 and "There is no such page" in body, path
+    status, _, _ = await client.post(f"/t/{code}?k=0123456789abcdef", {"text": "hi"}, None)
+    assert status == 404
     assert len(await thread(daemon, code)) == 1
 
 
-async def test_thread_hides_notes_and_speaks_the_route_locale(daemon, smarthost, engine):
+async def test_thread_hides_notes_and_speaks_the_route_locale(daemon, smarthost, engine, client):
     code, link = await acknowledged(daemon, smarthost, to="billing@example.test")
     async with AsyncSession(engine) as session, session.begin():
         ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
@@ -147,18 +154,19 @@ async def test_thread_hides_notes_and_speaks_the_route_locale(daemon, smarthost,
                     created_at=datetime.now(UTC),
                 )
             )
-    page = await get(link)
-    assert page.status == 200
-    assert "We refunded you." in page.text and "refund is fine" not in page.text
-    assert "Tambahkan balasan" in page.text and 'lang="id"' in page.text
+    status, page, _ = await client.get(link)
+    assert status == 200
+    assert "We refunded you." in page and "refund is fine" not in page
+    assert "Tambahkan balasan" in page and 'lang="id"' in page
 
 
-async def test_bad_replies_get_clear_errors_and_keep_the_text(daemon, smarthost):
+async def test_bad_replies_get_clear_errors_and_keep_the_text(daemon, smarthost, client):
     code, link = await acknowledged(daemon, smarthost)
-    shown = await get(link)
-    empty = await post_form(link, {"csrf": shown.csrf, "text": "   "})
-    assert empty.status == 400 and "Please write a reply" in empty.text
-    forged = await post_form(link, {"csrf": "forged", "text": "Keep me, please"})
-    assert forged.status == 400 and "expired" in forged.text
-    assert "Keep me, please</textarea>" in forged.text
+    csrf = await client.csrf(link)
+    status, page, _ = await client.post(link, {"csrf": csrf, "text": "   "}, csrf_from=None)
+    assert status == 400 and "Please write a reply" in page
+    forged = {"csrf": "forged", "text": "Keep me, please"}
+    status, page, _ = await client.post(link, forged, csrf_from=None)
+    assert status == 400 and "expired" in page
+    assert "Keep me, please</textarea>" in page
     assert len(await thread(daemon, code)) == 1

@@ -3,11 +3,12 @@ mail; a bot filling the honeypot is told "thank you" and nothing is stored."""
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from tests.support import MailgateProcess, api_get, journal_entries, wait_until
 from tests.test_portal import wait_for_mail
-from tests.webclient import get, post_form
+from tests.web import WebClient
 
 
 @pytest.fixture
@@ -21,6 +22,13 @@ async def daemon(setup, smarthost):
     await process.start()
     yield process
     assert await process.stop() == 0
+
+
+@pytest.fixture
+async def client(daemon):
+    web = WebClient(daemon.setup.web_port)
+    yield web
+    await web.close()
 
 
 def url(daemon, path: str) -> str:
@@ -81,43 +89,53 @@ async def test_a_bot_filling_the_honeypot_gets_thanks_and_stores_nothing(daemon,
     assert await journal_entries(engine) == []
 
 
-async def test_errors_are_clear_and_keep_what_was_typed(daemon, engine):
-    form = await get(url(daemon, "/new"))
-    bad = request_fields(form.csrf, email="not an address", subject="", message="Keep this text")
-    page = await post_form(url(daemon, "/new"), bad)
-    assert page.status == 400
-    assert "valid email address" in page.text and "Please give a subject" in page.text
-    assert 'value="Dewi Lestari"' in page.text and "Keep this text</textarea>" in page.text
-    expired = await post_form(url(daemon, "/new"), request_fields("1.abcdef"))
-    assert expired.status == 400 and "expired" in expired.text
-    big = ("files", "big.bin", "application/octet-stream", b"x" * 40_000)
-    too_large = await post_form(url(daemon, "/new"), request_fields(form.csrf), [big])
-    assert too_large.status == 400 and "too large" in too_large.text
-    assert 'value="Cannot log in"' in too_large.text
+async def submit(client, fields: dict[str, str], files=(), path: str = "/new"):
+    """POST the form as a browser does (multipart); (status, page)."""
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    for filename, data in files:
+        form.add_field("files", data, filename=filename, content_type="application/octet-stream")
+    status, page, _ = await client.post(path, form, csrf_from=None)
+    return status, page
+
+
+async def test_errors_are_clear_and_keep_what_was_typed(client, engine):
+    csrf = await client.csrf("/new")
+    bad = request_fields(csrf, email="not an address", subject="", message="Keep this text")
+    status, page = await submit(client, bad)
+    assert status == 400
+    assert "valid email address" in page and "Please give a subject" in page
+    assert 'value="Dewi Lestari"' in page and "Keep this text</textarea>" in page
+    status, page = await submit(client, request_fields("1.abcdef"))
+    assert status == 400 and "expired" in page
+    status, page = await submit(client, request_fields(csrf), [("big.bin", b"x" * 40_000)])
+    assert status == 400 and "too large" in page and 'value="Cannot log in"' in page
     assert await journal_entries(engine) == []
 
 
-async def test_rate_limits_per_address_and_per_ip(daemon, engine):
-    csrf = (await get(url(daemon, "/new"))).csrf
+async def test_rate_limits_per_address_and_per_ip(client, engine):
+    csrf = await client.csrf("/new")
     for _ in range(2):
-        assert (await post_form(url(daemon, "/new"), request_fields(csrf))).status == 200
-    limited = await post_form(url(daemon, "/new"), request_fields(csrf))
-    assert limited.status == 400 and "Too many requests" in limited.text
-    other = await post_form(url(daemon, "/new"), request_fields(csrf, email="eko@client.test"))
-    assert other.status == 200  # another address; the IP has used 3 of 4
-    third = await post_form(url(daemon, "/new"), request_fields(csrf, email="fajar@client.test"))
-    assert third.status == 200
-    by_ip = await post_form(url(daemon, "/new"), request_fields(csrf, email="gita@client.test"))
-    assert by_ip.status == 400 and "Too many requests" in by_ip.text
+        assert (await submit(client, request_fields(csrf)))[0] == 200
+    status, page = await submit(client, request_fields(csrf))
+    assert status == 400 and "Too many requests" in page
+    other = await submit(client, request_fields(csrf, email="eko@client.test"))
+    assert other[0] == 200  # another address; the IP has used 3 of 4
+    third = await submit(client, request_fields(csrf, email="fajar@client.test"))
+    assert third[0] == 200
+    status, page = await submit(client, request_fields(csrf, email="gita@client.test"))
+    assert status == 400 and "Too many requests" in page
     assert len(await journal_entries(engine)) == 4
 
 
-async def test_to_chooses_one_of_our_routes_and_its_language(daemon):
-    unknown = await get(url(daemon, "/new?to=nobody@example.test"))
-    assert unknown.status == 404
-    form = await get(url(daemon, "/new?to=billing@example.test"))
-    assert form.status == 200 and "Hubungi dukungan" in form.text
-    page = await post_form(url(daemon, "/new?to=billing@example.test"), request_fields(form.csrf))
-    assert page.status == 200 and "Permintaan diterima" in page.text
+async def test_to_chooses_one_of_our_routes_and_its_language(daemon, client):
+    status, _, _ = await client.get("/new?to=nobody@example.test")
+    assert status == 404
+    billing = "/new?to=billing@example.test"
+    status, page, _ = await client.get(billing)
+    assert status == 200 and "Hubungi dukungan" in page
+    status, page = await submit(client, request_fields(await client.csrf(billing)), path=billing)
+    assert status == 200 and "Permintaan diterima" in page
     ticket = await only_ticket(daemon)
     assert ticket["queue"] == "billing" and ticket["tags"] == ["billing"]

@@ -196,7 +196,10 @@ class OutboxItem(Base):
     """A composed outgoing message waiting for (or done with) delivery.
 
     ``state``: ``queued``, ``sending`` (claimed by a node), ``sent``, ``captured``
-    (no smarthost: kept for the web UI), ``failed`` (gave up or bounced).
+    (no smarthost: kept for the web UI), ``failed`` (gave up or bounced),
+    ``suppressed`` (automatic mail to addresses that hard-bounced: not sent).
+    ``mail_from`` is the sender as composed; the envelope sender is its signed bounce
+    address, made at delivery from the item's id.
     """
 
     __tablename__ = "outbox"
@@ -271,3 +274,26 @@ class ImapMailboxState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(Time)
+
+
+class AgentSession(Base):
+    """A signed-in browser: the SHA-256 of its cookie token, never the token itself."""
+
+    __tablename__ = "agent_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    expires_at: Mapped[datetime] = mapped_column(Time)
+
+
+class LoginToken(Base):
+    """A one-time sign-in link sent by mail (kept as the SHA-256 of its token)."""
+
+    __tablename__ = "login_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(Time)
+    expires_at: Mapped[datetime] = mapped_column(Time)
+    used_at: Mapped[datetime | None] = mapped_column(Time)

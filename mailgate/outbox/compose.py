@@ -77,6 +77,22 @@ class Composer:
     def ticket_url(self, code: str) -> str:
         return f"{self._base_url}/tickets/{code}"
 
+    def login_link(self, route: Route, agent: str, name: str, path: str) -> Outgoing:
+        """A one-time sign-in link for ``agent`` (``path`` is the link's path on the web)."""
+        mail = self._templates.render(
+            "login_link", route.locale, name=name, url=f"{self._base_url}{path}"
+        )
+        message = EmailMessage()
+        message["From"] = HeaderAddress(team_name(route), addr_spec=route.address)
+        message["To"] = HeaderAddress(name, addr_spec=agent)
+        message["Subject"] = mail.subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = make_msgid(domain=route.address.rpartition("@")[2])
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Loop"] = route.address
+        message.set_content(mail.body)
+        return Outgoing(message, "login_link", route.address, (agent,))
+
     def acknowledgement(
         self, ticket: Ticket, route: Route, parent: InReplyTo, customer_name: str
     ) -> Outgoing:
@@ -131,6 +147,14 @@ class Composer:
         return self._to_agent(
             "command_error", ticket, route, parent, agent, reply_to, details, "auto-replied"
         )
+
+    def delivery_failure(
+        self, ticket: Ticket, route: Route, parent: InReplyTo, agent: str, **details: object
+    ) -> Outgoing:
+        """Tell ``agent`` that mail sent for the ticket bounced (failures, what,
+        suppressed, suppress_hours)."""
+        reply_to = self._signer.reply_address(route.address, ticket.code, agent)
+        return self._to_agent("delivery_failure", ticket, route, parent, agent, reply_to, details)
 
     def _to_agent(self, kind, ticket, route, parent, agent, reply_to, details, auto=None):
         mail = self._templates.render(

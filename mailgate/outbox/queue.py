@@ -7,6 +7,7 @@ it. The delivery worker (``worker.py``) takes it from there.
 
 from __future__ import annotations
 
+import email.parser
 import email.policy
 import re
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailgate.db.models import OutboxItem, Suppression
 
@@ -78,7 +79,7 @@ def enqueue(
     return item
 
 
-async def suppressed(session: AsyncSession, addresses: Iterable[str]) -> set[str]:
+async def suppressed(session: AsyncSession | AsyncConnection, addresses: Iterable[str]) -> set[str]:
     """Those of ``addresses`` (as given) that get no automatic mail now.
 
     An address is suppressed for a while after a hard bounce; the match ignores case.
@@ -95,3 +96,13 @@ async def suppressed(session: AsyncSession, addresses: Iterable[str]) -> set[str
         )
     )
     return {address for address in wanted if address.lower() in active}
+
+
+def is_automatic(raw: bytes) -> bool:
+    """Mail we send on our own (``Auto-Submitted`` other than ``no``), as opposed to
+    an agent's reply relayed: only automatic mail is held back from suppressed
+    addresses."""
+    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+    head = parser.parsebytes(raw.partition(b"\r\n\r\n")[0])
+    value = str(head.get("auto-submitted", "no")).split(";")[0].strip().lower()
+    return value != "no"

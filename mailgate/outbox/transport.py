@@ -23,7 +23,8 @@ from mailgate.config import Outbound
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["sent", "captured", "temporary", "permanent"]
+# "suppressed": never handed over (automatic mail to addresses that hard-bounced).
+Outcome = Literal["sent", "captured", "temporary", "permanent", "suppressed"]
 
 
 @dataclass(frozen=True)

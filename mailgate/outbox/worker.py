@@ -4,14 +4,17 @@ A claim is one short statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so nod
 sharing a database pass over each other's rows); sending happens outside any
 transaction; the results of a batch are written back in one transaction. Temporary
 failures retry with exponential backoff and jitter until ``give_up_after``;
-permanent ones fail at once.
+permanent ones fail at once. Each message leaves with its own return path
+(``return_path``: the signed bounce address), and automatic mail is not handed over
+to addresses suppressed after a hard bounce (state ``suppressed`` when none is left).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import DeliveryAttempt, OutboxItem
 from mailgate.loop import WorkLoop
+from mailgate.outbox.queue import is_automatic, suppressed
 from mailgate.outbox.transport import Delivery, SendResult, Transport
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,7 @@ class DeliveryWorker:
         backoff_cap: float = 3600.0,
         give_up_after: timedelta = timedelta(days=3),
         stale_claim: timedelta = STALE_CLAIM,
+        return_path: Callable[[str, int], str] = lambda sender, outbox_id: sender,
     ) -> None:
         self._engine = engine
         self._transport = transport
@@ -89,6 +94,7 @@ class DeliveryWorker:
         self._base, self._cap = backoff_base, backoff_cap
         self._give_up_after = give_up_after
         self._stale = stale_claim
+        self._return_path = return_path
         self._random = random.Random()
         self.loop = WorkLoop("delivery", self.deliver_due, batch_size, poll_seconds)
         # Results sent but not yet written (the database failed): written first on
@@ -114,18 +120,30 @@ class DeliveryWorker:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
             rows = await claim_due(connection, self._node, self._batch, now, now - self._stale)
+            held = await held_back(connection, rows)
         if rows:
-            results = await self._send(rows)
+            results = await self._send(rows, held)
             await self._record(list(zip(rows, results, strict=True)))
         return len(rows)
 
-    async def _send(self, rows: list[Row]) -> list[SendResult]:
-        """The transport's results; should it fail outright, all retry later."""
+    async def _send(self, rows: list[Row], held: dict[int, set[str]]) -> list[SendResult]:
+        """The results in order; should the transport fail outright, all retry later."""
+        deliveries = [self._delivery(row, held.get(row.id, set())) for row in rows]
+        wanted = [delivery for delivery in deliveries if delivery.recipients]
         try:
-            return await self._transport.send([_delivery(row) for row in rows])
+            results = iter(await self._transport.send(wanted) if wanted else [])
         except Exception as exc:
             log.exception("delivery: transport failed on %d message(s)", len(rows))
             return [SendResult("temporary", f"transport error: {exc!r}")] * len(rows)
+        return [
+            _noting_held(next(results) if item.recipients else None, held.get(item.id, set()))
+            for item in deliveries
+        ]
+
+    def _delivery(self, row: Row, held: set[str]) -> Delivery:
+        recipients = tuple(address for address in row.recipients if address not in held)
+        sender = self._return_path(row.mail_from, row.id)
+        return Delivery(row.id, row.message_id, sender, recipients, row.raw)
 
     async def _record(self, outcomes: Sequence[tuple[Row, SendResult]]) -> None:
         self._unrecorded = list(outcomes)
@@ -152,6 +170,8 @@ class DeliveryWorker:
             change |= {"b_state": result.outcome, "b_sent": now, "b_error": refused}
         elif result.outcome == "temporary" and not self._expired(row, now):
             change |= {"b_state": "queued", "b_next": now + self._backoff(tries)}
+        elif result.outcome == "suppressed":
+            change["b_state"] = "suppressed"
         return change
 
     def _backoff(self, tries: int) -> timedelta:
@@ -164,13 +184,25 @@ class DeliveryWorker:
         return now - created >= self._give_up_after
 
 
-def _delivery(row: Row) -> Delivery:
-    return Delivery(row.id, row.message_id, row.mail_from, tuple(row.recipients), row.raw)
+async def held_back(connection: AsyncConnection, rows: Sequence[Row]) -> dict[int, set[str]]:
+    """Per claimed item, the recipients suppressed now, for automatic mail only."""
+    automatic = [row for row in rows if is_automatic(row.raw)]
+    addresses = {address for row in automatic for address in row.recipients}
+    stopped = await suppressed(connection, addresses)
+    return {row.id: held for row in automatic if (held := set(row.recipients) & stopped)}
+
+
+def _noting_held(result: SendResult | None, held: set[str]) -> SendResult:
+    """``result`` noting the recipients held back; ``suppressed`` if none was left."""
+    notes = tuple(f"{address}: suppressed after a hard bounce" for address in sorted(held))
+    if result is None:
+        return SendResult("suppressed", "not sent: " + "; ".join(notes))
+    return replace(result, refused=(*result.refused, *notes)) if notes else result
 
 
 def _log_outcome(row: Row, result: SendResult, change: dict) -> None:
     state, what = change["b_state"], f"outbox {row.id} {row.message_id}"
-    if state in ("sent", "captured"):
+    if state in ("sent", "captured", "suppressed"):
         log.info("%s %s: %s", what, state, change["b_error"] or result.detail)
     elif state == "queued":
         log.warning("%s deferred until %s: %s", what, f"{change['b_next']:%H:%M:%S}", result.detail)

@@ -43,17 +43,31 @@ _ATTRIBUTES = {
 _URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 
 
-def sanitise(html: str) -> str:
-    """HTML that is safe to show inside our pages."""
+def sanitise(html: str, remote_images: bool = False) -> str:
+    """HTML that is safe to show inside our pages.
+
+    ``remote_images`` keeps the ``src`` of http(s) images, for an agent who asked to
+    see a message's remote content (the web shows it; nothing stores it).
+    """
+    attributes = {tag: set(names) for tag, names in _ATTRIBUTES.items()}
+    if remote_images:
+        attributes["img"].add("src")
     return nh3.clean(
         html,
         tags=set(_TAGS),
         clean_content_tags=set(_CLEAN_CONTENT),
-        attributes={tag: set(names) for tag, names in _ATTRIBUTES.items()},
+        attributes=attributes,
+        attribute_filter=_remote_src_only if remote_images else None,
         url_schemes=set(_URL_SCHEMES),
         strip_comments=True,
         link_rel="noopener noreferrer nofollow",
     )
+
+
+def _remote_src_only(tag: str, attribute: str, value: str) -> str | None:
+    if tag == "img" and attribute == "src":
+        return value if value.strip().lower().startswith(("http://", "https://")) else None
+    return value
 
 
 _BLOCKS = _names(

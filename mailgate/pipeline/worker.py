@@ -1,7 +1,7 @@
 """The pipeline worker: journal entries in, tickets and outgoing mail out.
 
-Each entry runs the named steps in order -- parse, classify, dedupe, thread, route,
-apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
+Each entry runs the named steps in order -- parse, classify, dedupe, bounce, thread,
+route, apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
 A step that raises or runs too long quarantines its entry with the error and the
 mail behind it goes on; a database outage leaves the entry pending for a retry.
 """
@@ -26,6 +26,7 @@ from mailgate.outbox.compose import Composer
 from mailgate.pipeline.agent_mail import apply_agent_mail
 from mailgate.pipeline.agents import check_agent
 from mailgate.pipeline.apply import apply
+from mailgate.pipeline.bounces import handle_bounce
 from mailgate.pipeline.classify import classify
 from mailgate.pipeline.inbound import Inbound, content_fingerprint
 from mailgate.pipeline.parse import parse
@@ -171,7 +172,12 @@ class PipelineWorker:
             if await _is_duplicate(session, inbound):
                 await _finish(session, inbound.entry_id, "duplicate")
                 return "duplicate"
-            outcome, queued = await self._thread_route_apply(session, inbound)
+            deps = self._deps  # a bounce of our own mail never becomes a ticket:
+            bounce = await handle_bounce(session, deps.runtime, deps.signer, deps.composer, inbound)
+            if bounce:
+                outcome, queued = bounce, True  # the agents' notices, if any
+            else:
+                outcome, queued = await self._thread_route_apply(session, inbound)
             await _finish(session, inbound.entry_id, "done")
         if queued:
             self._on_outgoing()

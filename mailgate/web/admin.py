@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import JournalEntry, OutboxItem
+from mailgate.web.auth import require_admin
 from mailgate.web.keys import CONTEXT
-from mailgate.web.public import when
+from mailgate.web.ticket_page import download
 
 PAGE_SIZE = 200
 SHOWN_STATES = ("captured", "failed")
@@ -34,18 +35,14 @@ async def quarantine(request: web.Request) -> web.Response:
                 .limit(PAGE_SIZE)
             )
         )
-    values = {"entries": entries, "outcome": request.query.get("outcome", ""), "when": when}
+    values = {"entries": entries, "outcome": request.query.get("outcome", "")}
     return aiohttp_jinja2.render_template("admin_quarantine.html", request, values)
 
 
 async def quarantined_raw(request: web.Request) -> web.Response:
     """The entry's bytes exactly as received, as a download (never shown inline)."""
     entry = await _get(request, JournalEntry, int(request.match_info["id"]))
-    return web.Response(
-        body=entry.raw,
-        content_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="journal-{entry.id}.eml"'},
-    )
+    return download(entry.raw, f"journal-{entry.id}.eml", "application/octet-stream")
 
 
 async def reprocess(request: web.Request) -> web.Response:
@@ -68,24 +65,20 @@ async def outbox(request: web.Request) -> web.Response:
         items = list(await session.scalars(query.order_by(OutboxItem.id.desc()).limit(PAGE_SIZE)))
     rows = [(item, _headers(item.raw)) for item in items]
     more = items[-1].id if len(items) == PAGE_SIZE else None
-    values = {"rows": rows, "more": more, "when": when}
+    values = {"rows": rows, "more": more}
     return aiohttp_jinja2.render_template("admin_outbox.html", request, values)
 
 
 async def outbox_item(request: web.Request) -> web.Response:
     item = await _get(request, OutboxItem, int(request.match_info["id"]))
     message = BytesParser(policy=email.policy.default).parsebytes(item.raw)
-    values = {"item": item, "message": message, "body": _text(message), "when": when}
+    values = {"item": item, "message": message, "body": _text(message)}
     return aiohttp_jinja2.render_template("admin_outbox_item.html", request, values)
 
 
 async def outbox_raw(request: web.Request) -> web.Response:
     item = await _get(request, OutboxItem, int(request.match_info["id"]))
-    return web.Response(
-        body=item.raw,
-        content_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="outbox-{item.id}.eml"'},
-    )
+    return download(item.raw, f"outbox-{item.id}.eml", "application/octet-stream")
 
 
 async def _get(request: web.Request, model, key: int):
@@ -106,10 +99,12 @@ def _text(message: EmailMessage) -> str:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/quarantine", quarantine, name="quarantine")
-    app.router.add_post("/admin/quarantine/reprocess", reprocess)
-    app.router.add_get("/admin/quarantine/{id:\\d+}/raw", quarantined_raw)
-    app.router.add_post("/admin/quarantine/{id:\\d+}/reprocess", reprocess)
-    app.router.add_get("/admin/outbox", outbox)
-    app.router.add_get("/admin/outbox/{id:\\d+}", outbox_item)
-    app.router.add_get("/admin/outbox/{id:\\d+}/raw", outbox_raw)
+    """Every admin page is for signed-in admins only (others: login page or 403)."""
+    add = app.router.add_route
+    add("GET", "/admin/quarantine", require_admin(quarantine), name="quarantine")
+    add("POST", "/admin/quarantine/reprocess", require_admin(reprocess))
+    add("GET", "/admin/quarantine/{id:\\d+}/raw", require_admin(quarantined_raw))
+    add("POST", "/admin/quarantine/{id:\\d+}/reprocess", require_admin(reprocess))
+    add("GET", "/admin/outbox", require_admin(outbox))
+    add("GET", "/admin/outbox/{id:\\d+}", require_admin(outbox_item))
+    add("GET", "/admin/outbox/{id:\\d+}/raw", require_admin(outbox_raw))

@@ -7,10 +7,27 @@ import asyncio
 from aiohttp import web
 
 from mailgate import __version__
+from mailgate.accounts import Passwords
 from mailgate.db.session import ping
-from mailgate.web import api, api_write, metrics, newticket, openapi, portal, status
+from mailgate.web import (
+    admin,
+    api,
+    api_write,
+    board,
+    inbox,
+    login,
+    metrics,
+    newticket,
+    openapi,
+    portal,
+    reports,
+    status,
+    ticket_actions,
+    ticket_page,
+)
+from mailgate.web.auth import auth
 from mailgate.web.context import WebContext
-from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
+from mailgate.web.keys import CONTEXT, ENGINE, PASSWORDS, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
 
 HEALTH_TIMEOUT_SECONDS = 3.0
@@ -28,17 +45,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def init_app(context: WebContext) -> web.Application:
-    app = web.Application(middlewares=[security_headers, api.api_errors])
+    app = web.Application(
+        middlewares=[security_headers, api.api_errors, auth],
+        # Replies and notes carry attachments, up to what a mail may carry.
+        client_max_size=context.runtime.settings.smtp.max_message_bytes,
+    )
     app[CONTEXT] = context
     app[ENGINE] = context.engine
     app[RUNTIME] = context.runtime
+    app[PASSWORDS] = Passwords()
     setup_pages(app, context.runtime.settings.templates.directory)
     app.router.add_get("/healthz", healthz)
     status.add_routes(app)
     metrics.add_routes(app)
     api.add_routes(app)
+    login.add_routes(app)
+    inbox.add_routes(app)
+    ticket_page.add_routes(app)
+    ticket_actions.add_routes(app)
+    board.add_routes(app)
+    reports.add_routes(app)
     api_write.add_routes(app)
     openapi.add_routes(app)
     portal.add_routes(app)
     newticket.add_routes(app)
+    admin.add_routes(app)
     return app

@@ -16,10 +16,11 @@ from aiohttp import web
 
 from mailgate.config import Route
 from mailgate.intake.webform import WebMail, valid_email
+from mailgate.web.formats import size
 from mailgate.web.forms import Submitted, check_timed_token, read_form, timed_token
 from mailgate.web.i18n import texts
 from mailgate.web.keys import CONTEXT
-from mailgate.web.public import client_ip, journal_mail, not_found, size_text, within_limits
+from mailgate.web.public import client_ip, journal_mail, not_found, within_limits
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _errors(request: web.Request, form: Submitted, words, limit: int) -> list[st
         if bad
     ]
     if form.too_large:
-        errors.append(words["err_too_large"].format(size=size_text(limit * 3 // 4)))
+        errors.append(words["err_too_large"].format(size=size(limit * 3 // 4)))
     if not check_timed_token(request.app[CONTEXT].signer, "new", form.text("csrf")):
         errors.append(words["err_expired"])
     return errors

@@ -11,6 +11,8 @@ import jinja2
 from aiohttp import web
 
 from mailgate.resources import builtin_templates
+from mailgate.web.auth import csrf_token, current_agent
+from mailgate.web.formats import FILTERS
 
 # No inline script or style anywhere, no remote content, never framed.
 CONTENT_SECURITY_POLICY = (
@@ -34,7 +36,10 @@ async def security_headers(request: web.Request, handler):
     except web.HTTPException as exc:
         exc.headers.update(SECURITY_HEADERS)
         raise
-    response.headers.update(SECURITY_HEADERS)
+    for name, value in SECURITY_HEADERS.items():
+        # A handler may set a stricter policy (downloads), or allow remote images
+        # for the one message an agent asked to see with its remote content.
+        response.headers.setdefault(name, value)
     return response
 
 
@@ -42,9 +47,18 @@ def setup_pages(app: web.Application, admin_directory: str = "") -> None:
     """Jinja2 for pages (autoescaped, strict) and ``/static`` for the stylesheet."""
     builtin = builtin_templates("web")
     search = [f"{admin_directory}/web"] if admin_directory else []
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader([*search, str(builtin)]),
         autoescape=jinja2.select_autoescape(default=True),
+        context_processors=[aiohttp_jinja2.request_processor],
     )
+    # Every page may ask who is signed in and put the CSRF token in its forms.
+    env.globals.update(current_agent=current_agent, csrf_token=csrf_token)
+    env.filters.update(FILTERS)
     app.router.add_static("/static", builtin / "static", name="static")
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 to ``location``: after a form post, the browser GETs the result."""
+    return web.Response(status=303, headers={"Location": location})

@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Attachment, Message, Ticket
 from mailgate.intake.webform import WebMail
+from mailgate.web.formats import size
 from mailgate.web.forms import Submitted, read_form
 from mailgate.web.i18n import texts
 from mailgate.web.keys import CONTEXT
-from mailgate.web.public import journal_mail, not_found, size_text, when, within_limits
+from mailgate.web.public import journal_mail, not_found, within_limits
 
 PUBLIC_KINDS = ("customer", "agent")
 MAX_MERGE_HOPS = 20
@@ -43,7 +44,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
     form = await read_form(request, limit * 3 // 4)
     words = texts(ticket.locale)
     errors = _errors(form, words, limit)
-    if not context.signer.check_form_token(form.text("csrf"), "portal", ticket.code):
+    if not context.signer.verify("portal-form", ticket.code, form.text("csrf")):
         errors.append(words["err_expired"])
     if not errors and not await within_limits(request, None):
         errors.append(words["err_rate"])
@@ -56,7 +57,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
 
 def _errors(form: Submitted, words, limit: int) -> list[str]:
     if form.too_large:
-        return [words["err_too_large"].format(size=size_text(limit * 3 // 4))]
+        return [words["err_too_large"].format(size=size(limit * 3 // 4))]
     if not form.text("text") and not form.files:
         return [words["err_reply"]]
     return []
@@ -115,11 +116,10 @@ async def _render(request, ticket: Ticket, form: Submitted, errors, *, status=20
         "closed": tickets.category_of(ticket.status) == "closed",
         "thread": await _public_thread(context.engine, ticket),
         "action": portal_path(context.signer, ticket.code),
-        "csrf": context.signer.form_token("portal", ticket.code),
+        "csrf": context.signer.sign("portal-form", ticket.code),
         "text": form.fields.get("text", ""),
         "errors": errors,
         "sent": sent,
-        "when": when,
     }
     return aiohttp_jinja2.render_template("portal.html", request, values, status=status)
 

@@ -54,16 +54,3 @@ async def journal_mail(request: web.Request, mail: WebMail, recipient: str) -> i
         return await context.journal.store(entry)
     except JournalUnavailable:
         return None
-
-
-def when(moment: datetime | None) -> str:
-    """A stored time for display, in UTC (SQLite hands back naive UTC datetimes)."""
-    if moment is None:
-        return ""
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def size_text(size: int) -> str:
-    """``26214400`` -> ``25 MB``, for the size-limit error."""
-    return f"{size / (1 << 20):.0f} MB" if size >= 1 << 20 else f"{size // 1024} KB"

@@ -1,0 +1,70 @@
+"""Agents' web passwords, hashed with argon2; who is an agent is up to the config.
+
+The ``agent_accounts`` table only holds credentials. An address that is no longer
+among the config's ``[[agents]]`` cannot sign in, whatever its row says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.db.models import AgentAccount
+
+MIN_PASSWORD_LENGTH = 10
+# A hash to verify against when the address has no password, so a wrong address
+# takes as long to refuse as a wrong password (no timing oracle for addresses).
+_DUMMY_PASSWORD = "mailgate-no-such-account"
+
+
+class PasswordError(ValueError):
+    """A password that cannot be used (too short...)."""
+
+
+class Passwords:
+    """Hashes and checks passwords; argon2 parameters are the library's defaults."""
+
+    def __init__(self) -> None:
+        self._hasher = PasswordHasher()
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        return self._hasher.hash(_DUMMY_PASSWORD)
+
+    def hash(self, password: str) -> str:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise PasswordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        return self._hasher.hash(password)
+
+    def matches(self, stored: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+async def set_password(
+    session: AsyncSession, passwords: Passwords, email: str, password: str | None
+) -> None:
+    """Store (or, with ``None``, clear) the password of ``email``."""
+    hashed = passwords.hash(password) if password is not None else None
+    account = await session.get(AgentAccount, email.lower())
+    now = datetime.now(UTC)
+    if account is None:
+        session.add(AgentAccount(email=email.lower(), password_hash=hashed, updated_at=now))
+    else:
+        account.password_hash, account.updated_at = hashed, now
+
+
+async def password_matches(
+    session: AsyncSession, passwords: Passwords, email: str, password: str
+) -> bool:
+    """Whether ``password`` is the one of ``email`` (argon2 runs off the event loop)."""
+    account = await session.get(AgentAccount, email.lower())
+    stored = account.password_hash if account else None
+    return await asyncio.to_thread(passwords.matches, stored, password)

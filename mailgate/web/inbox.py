@@ -1,0 +1,69 @@
+"""The agent inbox ``/tickets``: the tickets an agent may see, filtered and searched."""
+
+from __future__ import annotations
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.runtime import RuntimeConfig
+from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.listing import (
+    PRIORITY_RANK,
+    BadCursor,
+    Filters,
+    after_cursor,
+    encode_cursor,
+    tags_by_ticket,
+    ticket_query,
+)
+from mailgate.web.pages import see_other
+
+
+@require_agent
+async def home(request: web.Request) -> web.StreamResponse:
+    return see_other("/tickets")
+
+
+@require_agent
+async def inbox(request: web.Request) -> web.StreamResponse:
+    agent = signed_in_agent(request)
+    runtime, engine = request.app[RUNTIME], request.app[ENGINE]
+    filters = Filters.from_query(request.query)
+    query = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect)
+    if request.query.get("cursor"):
+        try:
+            query = after_cursor(query, filters, request.query["cursor"])
+        except BadCursor:
+            raise web.HTTPBadRequest(text="That page link is not valid; start again.") from None
+    async with AsyncSession(engine) as session:
+        rows = list(await session.scalars(query.limit(filters.page_size + 1)))
+        page = rows[: filters.page_size]
+        tags = await tags_by_ticket(session, [ticket.id for ticket in page])
+    more = len(rows) > filters.page_size
+    values = {
+        "tickets": page,
+        "tags": tags,
+        "filters": filters,
+        "next_link": filters.link(cursor=encode_cursor(page[-1], filters.sort)) if more else None,
+        **choices(runtime, agent),
+    }
+    return aiohttp_jinja2.render_template("inbox.html", request, values)
+
+
+def choices(runtime: RuntimeConfig, agent: AgentSession) -> dict[str, list]:
+    """The options of the filter and action menus, from the config."""
+    queues = {route.queue for route in runtime.settings.routes}
+    return {
+        "statuses": [status.name for status in runtime.settings.tickets.statuses],
+        "queues": sorted(queues if agent.admin else queues & agent.queues),
+        "priorities": list(PRIORITY_RANK),
+        "agents": runtime.settings.agents,
+        "category": runtime.settings.tickets.category_of,
+    }
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", home)
+    app.router.add_get("/tickets", inbox)

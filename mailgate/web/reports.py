@@ -1,0 +1,61 @@
+"""The report page ``/reports``: what is open, what waits, how fast we answer and solve."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.web import charts
+from mailgate.web.auth import require_agent, signed_in_agent
+from mailgate.web.formats import duration
+from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.reports_data import Median, Period, Report, build_report
+
+
+@require_agent
+async def reports(request: web.Request) -> web.StreamResponse:
+    agent = signed_in_agent(request)
+    tickets = request.app[RUNTIME].settings.tickets
+    period = Period.from_query(request.query, datetime.now(UTC).date())
+    async with AsyncSession(request.app[ENGINE]) as session:
+        report = await build_report(session, agent, tickets, period)
+    values = {"report": report, "period": period, **_charts(report, tickets)}
+    return aiohttp_jinja2.render_template("reports.html", request, values)
+
+
+def _charts(report: Report, tickets) -> dict:
+    by_status: dict[str, int] = {}
+    by_queue: dict[str, int] = {}
+    for (status, queue), count in report.open_counts.items():
+        by_status[status] = by_status.get(status, 0) + count
+        by_queue[queue] = by_queue.get(queue, 0) + count
+    statuses = [s.name for s in tickets.statuses if s.name in by_status]
+    return {
+        "queues": sorted(by_queue),
+        "statuses": statuses,
+        "open_by_status": charts.horizontal([(s, by_status[s]) for s in statuses]),
+        "open_by_queue": charts.horizontal(sorted(by_queue.items())),
+        "waiting": charts.horizontal(sorted(report.waiting.items())),
+        "solved": charts.columns([(day.isoformat(), n) for day, n in report.solved_per_day]),
+        "times": {
+            (metric, by): _time_chart(medians)
+            for metric, found in (
+                ("first", report.first_response),
+                ("resolution", report.resolution),
+            )
+            for by, medians in found.items()
+        },
+    }
+
+
+def _time_chart(medians: list[Median]) -> charts.Chart:
+    return charts.horizontal(
+        [(f"{m.name} ({m.tickets})", m.seconds) for m in medians], show=duration
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/reports", reports)

@@ -1,0 +1,133 @@
+"""The numbers of the report page, over the tickets an agent may see.
+
+Open tickets (by status and queue) and those waiting on the customer are counted
+now; solved per day and the median first-response and resolution times cover the
+chosen period: first responses of tickets created in it, resolutions of tickets
+solved in it. "By agent" means by the ticket's assignee.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailgate.config import Tickets
+from mailgate.db.models import Ticket
+from mailgate.web.auth import AgentSession
+from mailgate.web.formats import utc
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+UNASSIGNED = "(unassigned)"
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date  # inclusive
+
+    @classmethod
+    def from_query(cls, query, today: date) -> Period:
+        """``from``/``to`` as YYYY-MM-DD, or ``days`` back from today; else 30 days."""
+        try:
+            end = date.fromisoformat(query["to"]) if query.get("to") else today
+            if query.get("from"):
+                start = date.fromisoformat(query["from"])
+            else:
+                days = int(query.get("days", DEFAULT_DAYS))
+                start = end - timedelta(days=max(days, 1) - 1)
+        except ValueError:
+            return cls(today - timedelta(days=DEFAULT_DAYS - 1), today)
+        start = max(min(start, end), end - timedelta(days=MAX_DAYS - 1))
+        return cls(start, end)
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        start = datetime.combine(self.start, time(), UTC)
+        return start, datetime.combine(self.end + timedelta(days=1), time(), UTC)
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+
+@dataclass(frozen=True)
+class Median:
+    name: str
+    seconds: float
+    tickets: int
+
+
+@dataclass(frozen=True)
+class Report:
+    period: Period
+    open_counts: dict[tuple[str, str], int]  # (status, queue) -> tickets
+    waiting: dict[str, int]  # queue -> tickets in a "pending" status
+    solved_per_day: list[tuple[date, int]]
+    first_response: dict[str, list[Median]]  # "queue" | "agent" -> medians
+    resolution: dict[str, list[Median]]
+
+
+async def build_report(
+    session: AsyncSession, agent: AgentSession, tickets: Tickets, period: Period
+) -> Report:
+    open_counts = await _open_counts(session, agent, tickets)
+    pending = {s.name for s in tickets.statuses if s.category == "pending"}
+    waiting: Counter[str] = Counter()
+    for (status, queue), count in open_counts.items():
+        if status in pending:
+            waiting[queue] += count
+    start, end = period.bounds
+    created = await _rows(session, agent, Ticket.created_at, start, end)
+    solved = await _rows(session, agent, Ticket.solved_at, start, end)
+    per_day = Counter(utc(t.solved_at).date() for t in solved)
+    return Report(
+        period=period,
+        open_counts=open_counts,
+        waiting=dict(waiting),
+        solved_per_day=[(day, per_day.get(day, 0)) for day in period.days()],
+        first_response=_medians(
+            [t for t in created if t.first_response_at], lambda t: t.first_response_at
+        ),
+        resolution=_medians(solved, lambda t: t.solved_at),
+    )
+
+
+async def _open_counts(session, agent: AgentSession, tickets: Tickets) -> dict:
+    active = [s.name for s in tickets.statuses if s.category in ("new", "open", "pending")]
+    query = (
+        agent.visible(select(Ticket.status, Ticket.queue, func.count()))
+        .where(Ticket.merged_into_id.is_(None), Ticket.status.in_(active))
+        .group_by(Ticket.status, Ticket.queue)
+    )
+    return {(status, queue): count for status, queue, count in await session.execute(query)}
+
+
+async def _rows(session, agent: AgentSession, moment, start: datetime, end: datetime):
+    query = agent.visible(
+        select(Ticket).where(Ticket.merged_into_id.is_(None), moment >= start, moment < end)
+    )
+    return list(await session.scalars(query))
+
+
+def _medians(rows: list[Ticket], finished) -> dict[str, list[Median]]:
+    """Median time from creation to ``finished(ticket)``, by queue and by assignee."""
+    groups: dict[str, defaultdict[str, list[float]]] = {
+        "queue": defaultdict(list),
+        "agent": defaultdict(list),
+    }
+    for ticket in rows:
+        seconds = (utc(finished(ticket)) - utc(ticket.created_at)).total_seconds()
+        groups["queue"][ticket.queue].append(seconds)
+        groups["agent"][ticket.assignee or UNASSIGNED].append(seconds)
+    return {
+        by: [
+            Median(name, statistics.median(values), len(values))
+            for name, values in sorted(found.items())
+        ]
+        for by, found in groups.items()
+    }

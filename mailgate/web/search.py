@@ -1,0 +1,54 @@
+"""Full-text search over message subjects and texts, on either database.
+
+SQLite searches the FTS5 table ``messages_fts``; PostgreSQL the generated
+``messages.search_vector`` column (GIN index); both are made by migration 0004_web
+and follow every insert. A query is split into words, and a ticket matches when
+one of its messages holds every word, each as a word prefix ("print" finds
+"printer"). A ticket code or a customer address matches that ticket as well.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy.engine import Dialect
+
+from mailgate.db.models import Message, Ticket
+
+MAX_WORDS = 12
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
+_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{8}-[A-Za-z0-9]{4}$")
+
+_SQLITE_MATCH = "messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :words)"
+_POSTGRES_MATCH = "messages.search_vector @@ to_tsquery('simple', :words)"
+
+
+def words_of(query: str) -> list[str]:
+    return _WORD.findall(query.lower())[:MAX_WORDS]
+
+
+def _fts_query(words: list[str], dialect: Dialect) -> str:
+    if dialect.name == "postgresql":
+        return " & ".join(f"{word}:*" for word in words)
+    return " ".join(f'"{word}"*' for word in words)
+
+
+def matching(query: str, dialect: Dialect) -> ColumnElement[bool]:
+    """A condition on Ticket: the ticket matches the search ``query``."""
+    query = query.strip()
+    found: list[ColumnElement[bool]] = []
+    words = words_of(query)
+    if words:
+        match = _POSTGRES_MATCH if dialect.name == "postgresql" else _SQLITE_MATCH
+        in_messages = select(Message.ticket_id).where(
+            text(match).bindparams(words=_fts_query(words, dialect))
+        )
+        # "+ 0" keeps SQLite from looking each match up by primary key and sorting them
+        # all: it walks the tickets in the page's order and stops after a page.
+        found.append((Ticket.id + 0).in_(in_messages))
+    if _CODE.match(query):
+        found.append(Ticket.code == query.upper())
+    if "@" in query:
+        found.append(func.lower(Ticket.customer_email) == query.lower())
+    return or_(*found) if found else Ticket.id.is_(None)
