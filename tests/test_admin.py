@@ -68,6 +68,8 @@ async def test_quarantine_lists_downloads_and_reprocesses(daemon, engine, admin)
     status, page, _ = await admin.get("/admin/quarantine")
     assert status == 200
     assert "too many MIME parts" in page and "a bug since fixed" in page
+    tokens = set(re.findall(r'name="csrf" value="([^"]+)"', page))
+    assert len(tokens) == 1 and re.fullmatch(r"[a-z2-7]{16}", tokens.pop())  # every form's
     status, raw, response = await admin.get(f"/admin/quarantine/{bad.id}/raw")
     assert status == 200 and raw.encode() == bad.raw
     assert response.headers["Content-Disposition"].startswith("attachment;")
