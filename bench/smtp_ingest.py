@@ -90,13 +90,34 @@ def load(port: int, messages: int, concurrency: int, size: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
+# The SMTP server both sinks run; ``Sink`` is the handler each defines.
+SINK_SERVER = """
+import asyncio, time
+from email.parser import BytesHeaderParser
+from aiosmtpd.smtp import SMTP
+
+{sink}
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(Sink(), enable_SMTPUTF8=True, loop=loop), "127.0.0.1", {port})
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def sink_command(port: int, sink: str) -> list[str]:
+    code = SINK_SERVER.format(sink=textwrap.dedent(sink), port=port)
+    return [PYTHON, "-c", code]
+
+
 def ack_sink_command(port: int, log: Path) -> list[str]:
     """A smarthost that appends "<In-Reply-To> <arrival time>" per message to ``log``."""
-    code = textwrap.dedent(f"""
-        import asyncio, time
-        from email.parser import BytesHeaderParser
-        from aiosmtpd.smtp import SMTP
-
+    return sink_command(
+        port,
+        f"""
         class Sink:
             def __init__(self):
                 self.out = open({str(log)!r}, "a", buffering=1)
@@ -104,36 +125,19 @@ def ack_sink_command(port: int, log: Path) -> list[str]:
                 headers = BytesHeaderParser().parsebytes(envelope.content)
                 self.out.write(f"{{headers.get('In-Reply-To', '').strip()}} {{time.time()}}\\n")
                 return "250 OK"
-
-        async def main():
-            loop = asyncio.get_running_loop()
-            server = await loop.create_server(
-                lambda: SMTP(Sink(), enable_SMTPUTF8=True, loop=loop), "127.0.0.1", {port})
-            await server.serve_forever()
-
-        asyncio.run(main())
-    """)
-    return [PYTHON, "-c", code]
+        """,
+    )
 
 
 def bare_sink_command(port: int) -> list[str]:
-    code = textwrap.dedent(f"""
-        import asyncio
-        from aiosmtpd.smtp import SMTP
-
+    return sink_command(
+        port,
+        """
         class Sink:
             async def handle_DATA(self, server, session, envelope):
                 return "250 OK"
-
-        async def main():
-            loop = asyncio.get_running_loop()
-            server = await loop.create_server(
-                lambda: SMTP(Sink(), enable_SMTPUTF8=True, loop=loop), "127.0.0.1", {port})
-            await server.serve_forever()
-
-        asyncio.run(main())
-    """)
-    return [PYTHON, "-c", code]
+        """,
+    )
 
 
 def mailgate_config(directory: Path, smtp: int, web: int, smarthost: int | None) -> Path:
