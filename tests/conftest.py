@@ -15,6 +15,7 @@ import pytest
 
 from mailgate.db.session import create_engine
 from tests.support import PG_ADMIN_URL, MailgateProcess, MailgateSetup, need
+from tests.web import WebClient
 
 pytest_plugins = ["tests.browser"]  # the browser and page fixtures
 
@@ -77,3 +78,11 @@ async def smarthost():
     await sink.start()
     yield sink
     await sink.stop()
+
+
+@pytest.fixture
+async def client(daemon):
+    """A web client keeping its cookies, on the web port of the module's ``daemon``."""
+    web = WebClient(daemon.setup.web_port)
+    yield web
+    await web.close()

@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,15 @@ class MailgateProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@asynccontextmanager
+async def daemon_running(setup: MailgateSetup):
+    """``mailgate serve`` on ``setup``; it must exit 0 on SIGTERM when the block ends."""
+    process = MailgateProcess(setup)
+    await process.start()
+    yield process
+    assert await process.stop() == 0
 
 
 async def journal_entries(engine: AsyncEngine) -> list[JournalEntry]:

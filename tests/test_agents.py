@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import OutboxItem
-from tests.support import MailgateProcess, api_get, wait_until
+from tests.support import api_get, daemon_running, wait_until
 from tests.test_pipeline import mail, send, sent_to, settled, ticket
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -32,10 +32,8 @@ async def daemon(setup, smarthost):
     setup.routes[0]["agents"] = [ALICE, BOB]
     setup.routes[0]["name"] = "Example Support"
     setup.agents = [{"email": ALICE, "name": "Alice"}, {"email": BOB, "name": "Bob"}]
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
+    async with daemon_running(setup) as process:
+        yield process
 
 
 class Desk:

@@ -6,17 +6,21 @@ import asyncio
 
 import pytest
 
-from tests.support import MailgateProcess, api_call, api_get, journal_entries, wait_until
+from tests.support import (
+    api_call,
+    api_get,
+    daemon_running,
+    journal_entries,
+    wait_until,
+)
 from tests.test_pipeline import mail, send
 
 
 @pytest.fixture
 async def daemon(setup):
     setup.sections["api"] = {"tokens": ["test-token", "second-token"]}
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
+    async with daemon_running(setup) as process:
+        yield process
 
 
 async def fill(daemon, engine, count: int) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import OutboxItem, Ticket
 from mailgate.web.openapi import document
-from tests.support import MailgateProcess, api_get
+from tests.support import api_get, daemon_running
 from tests.test_pipeline import mail, send, sent_to
 
 SPEC = "urn:mailgate-api"
@@ -35,10 +35,8 @@ async def daemon(setup, smarthost):
         {"email": "alice@example.test", "name": "Alice"},
         {"email": "budi@example.test", "name": "Budi"},
     ]
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
+    async with daemon_running(setup) as process:
+        yield process
 
 
 @pytest.fixture

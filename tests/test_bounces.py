@@ -39,7 +39,14 @@ from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.dsn import read_reports
 from mailgate.signing import Signer
 from tests.relay import Relay
-from tests.support import PG_ADMIN_URL, MailgateProcess, MailgateSetup, api_get, wait_until
+from tests.support import (
+    PG_ADMIN_URL,
+    MailgateProcess,
+    MailgateSetup,
+    api_get,
+    daemon_running,
+    wait_until,
+)
 from tests.test_pipeline import mail, send, sent_to, settled
 
 # file -> (recipient, action, status, hard) of each report
@@ -193,10 +200,8 @@ async def daemon(setup, smarthost):
     setup.sections["api"] = {"tokens": ["test-token"]}
     setup.routes[0]["agents"] = ["alice@example.test"]
     setup.agents = [{"email": "alice@example.test", "name": "Alice"}]
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
+    async with daemon_running(setup) as process:
+        yield process
 
 
 def dsn(

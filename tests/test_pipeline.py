@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from mailgate.db.models import Ticket
-from tests.support import MailgateProcess, api_get, journal_entries, wait_until
+from tests.support import MailgateProcess, api_get, daemon_running, journal_entries, wait_until
 
 pytestmark = pytest.mark.usefixtures("smarthost")
 
@@ -51,10 +51,8 @@ async def daemon(setup, smarthost):
         {"email": "alice@example.test", "name": "Alice"},
         {"email": "budi@example.test", "name": "Budi"},
     ]
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
+    async with daemon_running(setup) as process:
+        yield process
 
 
 async def tickets(daemon, **params) -> list[dict]:

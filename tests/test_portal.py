@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Message, Ticket
 from mailgate.signing import Signer
-from tests.support import MailgateProcess, api_get, wait_until
+from tests.support import api_get, daemon_running, wait_until
 from tests.test_pipeline import mail, send
-from tests.web import WebClient
 
 PORTAL_LINK = re.compile(r"http://127\.0\.0\.1:\d+/t/([A-Z0-9-]+)\?k=([a-z0-9]+)")
 
@@ -29,17 +28,8 @@ async def daemon(setup, smarthost):
     setup.sections["api"] = {"tokens": ["test-token"]}
     setup.routes[0]["agents"] = ["alice@example.test"]
     setup.agents = [{"email": "alice@example.test", "name": "Alice"}]
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
-
-
-@pytest.fixture
-async def client(daemon):
-    web = WebClient(daemon.setup.web_port)
-    yield web
-    await web.close()
+    async with daemon_running(setup) as process:
+        yield process
 
 
 async def acknowledged(daemon, smarthost, to="support@example.test") -> tuple[str, str]:

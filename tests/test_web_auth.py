@@ -20,7 +20,7 @@ from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
 from mailgate.web.app import init_app
 from mailgate.web.context import WebContext
-from tests.support import MailgateProcess, wait_until
+from tests.support import daemon_running, wait_until
 from tests.web import CSRF_INPUT, WebClient, give_password
 
 PASSWORD = "correct horse battery"
@@ -36,17 +36,8 @@ async def daemon(setup):
         {"email": "budi@example.test", "name": "Budi"},
         {"email": "root@example.test", "name": "Root", "admin": True},
     ]
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
-
-
-@pytest.fixture
-async def client(daemon):
-    web = WebClient(daemon.setup.web_port)
-    yield web
-    await web.close()
+    async with daemon_running(setup) as process:
+        yield process
 
 
 def cli(setup, *args: str, stdin: str = "") -> subprocess.CompletedProcess:

@@ -1,11 +1,13 @@
 """An agent at work in Chromium, against a daemon fed through its SMTP port.
 
-These flows also take the README's screenshots (docs/screenshots/*.png).
+These flows also take the README's screenshots: into docs/screenshots/ when
+``MAILGATE_SCREENSHOTS=1`` (to refresh them), else into the test's own directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from tests.test_pipeline import mail, send, settled
 from tests.web import give_password, with_agents
 
 PASSWORD = "correct horse battery"
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+README_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CUSTOMERS = [
     ("Carol Customer <carol@client.test>", "Printer on fire", "The toner smells of smoke."),
     ("Dewi Lestari <dewi@client.test>", "Cannot log in", "My password reset mail never came."),
@@ -34,7 +36,6 @@ async def daemon(setup, smarthost, engine):
     setup.sections["outbound"] = {"smarthost": f"127.0.0.1:{smarthost.port}"}
     with_agents(setup)
     setup.routes[0]["agents"] = ["alice@example.test", "root@example.test"]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     process = MailgateProcess(setup)
     await process.start()
     await give_password(engine, "alice@example.test", PASSWORD)
@@ -66,14 +67,23 @@ async def sign_in(page, base: str) -> None:
     await expect(page).to_have_url(f"{base}/tickets")
 
 
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where the screenshots go: the README's only when asked to refresh them."""
+    if os.environ.get("MAILGATE_SCREENSHOTS") != "1":
+        return tmp_path
+    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return README_SCREENSHOTS
+
+
 async def test_agent_signs_in_searches_replies_notes_and_moves_cards(
-    daemon, engine, smarthost, page
+    daemon, engine, smarthost, page, screenshots
 ):
     base = f"http://127.0.0.1:{daemon.setup.web_port}"
     await fill_inbox(daemon, engine)
     await sign_in(page, base)
     await expect(page.locator("table.tickets tbody tr")).to_have_count(4)  # not billing's
-    await page.screenshot(path=SCREENSHOTS / "inbox.png", full_page=True)
+    await page.screenshot(path=screenshots / "inbox.png", full_page=True)
 
     await page.get_by_label("Search").fill("toner")
     await page.get_by_label("Search").press("Enter")
@@ -100,7 +110,7 @@ async def test_agent_signs_in_searches_replies_notes_and_moves_cards(
     await expect(page.get_by_role("status")).to_have_text("Internal note added.")
     assert len(await mail_to(engine, "carol@client.test")) == before  # the note: nothing
     await expect(page.locator(".msg-note")).to_contain_text("Booked the technician")
-    await page.screenshot(path=SCREENSHOTS / "ticket.png", full_page=True)
+    await page.screenshot(path=screenshots / "ticket.png", full_page=True)
 
     await page.goto(base + "/board")
     card = page.locator(f'.board-card[data-code="{code}"]')
@@ -116,11 +126,11 @@ async def test_agent_signs_in_searches_replies_notes_and_moves_cards(
     await expect(pending.locator(f'[data-code="{other_code}"] select')).to_have_value("Pending")
     await page.reload()
     await expect(pending.locator(f'[data-code="{other_code}"]')).to_be_visible()
-    await page.screenshot(path=SCREENSHOTS / "board.png", full_page=True)
+    await page.screenshot(path=screenshots / "board.png", full_page=True)
 
     await page.goto(base + "/reports")
     await expect(page.locator("svg.chart").first).to_be_visible()
-    await page.screenshot(path=SCREENSHOTS / "reports.png", full_page=True)
+    await page.screenshot(path=screenshots / "reports.png", full_page=True)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -7,15 +7,13 @@ import urllib.request
 
 import pytest
 
-from tests.support import MailgateProcess
+from tests.support import daemon_running
 
 
 @pytest.fixture
 async def daemon(setup):
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
+    async with daemon_running(setup) as process:
+        yield process
 
 
 def fetch(url: str) -> tuple[int, dict[str, str], bytes]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.support import MailgateProcess, api_get, journal_entries, wait_until
+from tests.support import api_get, daemon_running, journal_entries, wait_until
 from tests.test_portal import wait_for_mail
-from tests.web import WebClient
 
 
 @pytest.fixture
@@ -18,17 +17,8 @@ async def daemon(setup, smarthost):
     setup.sections["web"]["form_rate_limit"] = "2/1h"
     setup.sections["web"]["form_ip_rate_limit"] = "4/1h"
     setup.sections["smtp"]["max_message_bytes"] = 40_000
-    process = MailgateProcess(setup)
-    await process.start()
-    yield process
-    assert await process.stop() == 0
-
-
-@pytest.fixture
-async def client(daemon):
-    web = WebClient(daemon.setup.web_port)
-    yield web
-    await web.close()
+    async with daemon_running(setup) as process:
+        yield process
 
 
 def url(daemon, path: str) -> str:
