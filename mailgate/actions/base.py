@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.config import Route
 from mailgate.db.models import Message, OutboxItem, ThreadRef, Ticket
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
-from mailgate.outbox.queue import enqueue
+from mailgate.outbox.queue import enqueue_outgoing
 from mailgate.runtime import RuntimeConfig
 
 # Outgoing mail the customer and the CC participants see, in their thread.
@@ -68,14 +68,7 @@ def known_agent(runtime: RuntimeConfig, email: str) -> str:
 
 def queue_mail(session: AsyncSession, ticket: Ticket, outgoing: Outgoing) -> None:
     """Put ``outgoing`` in the outbox; a reply to it threads back to ``ticket``."""
-    enqueue(
-        session,
-        outgoing.message,
-        kind=outgoing.kind,
-        envelope_from=outgoing.envelope_from,
-        recipients=outgoing.recipients,
-        ticket_id=ticket.id,
-    )
+    enqueue_outgoing(session, outgoing, ticket.id)
     session.add(ThreadRef(message_id=outgoing.message["Message-ID"], ticket_id=ticket.id))
 
 

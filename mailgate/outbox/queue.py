@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailgate.db.models import OutboxItem, Suppression
+from mailgate.outbox.compose import Outgoing
 
 ADDRESS_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -77,6 +78,20 @@ def enqueue(
     )
     session.add(item)
     return item
+
+
+def enqueue_outgoing(
+    session: AsyncSession, outgoing: Outgoing, ticket_id: int | None
+) -> OutboxItem:
+    """``enqueue`` a message the composer made, with its own envelope."""
+    return enqueue(
+        session,
+        outgoing.message,
+        kind=outgoing.kind,
+        envelope_from=outgoing.envelope_from,
+        recipients=outgoing.recipients,
+        ticket_id=ticket_id,
+    )
 
 
 async def suppressed(session: AsyncSession | AsyncConnection, addresses: Iterable[str]) -> set[str]:

@@ -112,25 +112,37 @@ def _reopen_if_waiting(session, runtime, ticket: Ticket, actor: str, now) -> Non
         ticket.solved_at = None
 
 
-async def _add_message(session, ticket: Ticket, inbound: Inbound, now) -> Message:
+def message_from(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> Message:
+    """A thread entry for ``inbound``: its sender, IDs and fingerprint; ``fields`` the rest."""
     parsed = inbound.message
-    message = Message(
+    return Message(
         ticket_id=ticket.id,
         journal_id=inbound.entry_id,
-        kind="customer",
+        kind=kind,
         message_id=parsed.message_id,
         content_sha256=content_fingerprint(parsed),
         from_name=inbound.sender_name[:255],
         from_email=inbound.sender_email,
+        subject=parsed.subject,
+        auto_reason=inbound.auto_reason,
+        created_at=now,
+        **fields,
+    )
+
+
+async def _add_message(session, ticket: Ticket, inbound: Inbound, now) -> Message:
+    parsed = inbound.message
+    message = message_from(
+        inbound,
+        ticket,
+        "customer",
+        now,
         to_addrs=[a.email for a in parsed.to],
         cc_addrs=[a.email for a in parsed.cc],
-        subject=parsed.subject,
         text=parsed.text,
         quoted_text=parsed.quoted_text,
         html=parsed.html,
-        auto_reason=inbound.auto_reason,
         flag=inbound.flag,
-        created_at=now,
     )
     session.add(message)
     await session.flush()

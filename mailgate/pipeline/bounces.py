@@ -29,7 +29,6 @@ from mailgate.actions.notify import notify_agents, responsible_agents
 from mailgate.db.models import (
     DeliveryAttempt,
     JournalEntry,
-    Message,
     OutboxItem,
     Suppression,
     Ticket,
@@ -37,8 +36,9 @@ from mailgate.db.models import (
 from mailgate.db.records import audit
 from mailgate.db.upsert import insert_ignoring_conflicts
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
+from mailgate.pipeline.apply import message_from
 from mailgate.pipeline.dsn import DeliveryReport, read_reports
-from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.inbound import Inbound
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
 
@@ -137,23 +137,8 @@ def _show_on_ticket(session, ticket: Ticket, inbound: Inbound, item, reports, no
     """A system message in the thread (it keeps the report's raw bytes through the
     journal, and its fingerprint makes a re-delivered report a duplicate) and an audit
     event per recipient."""
-    parsed = inbound.message
     text = "\n".join(_sentence(report.describe()) for report in reports)
-    session.add(
-        Message(
-            ticket_id=ticket.id,
-            journal_id=inbound.entry_id,
-            kind="system",
-            message_id=parsed.message_id,
-            content_sha256=content_fingerprint(parsed),
-            from_name=inbound.sender_name[:255],
-            from_email=inbound.sender_email,
-            subject=parsed.subject,
-            text=text,
-            auto_reason=inbound.auto_reason,
-            created_at=now,
-        )
-    )
+    session.add(message_from(inbound, ticket, "system", now, text=text))
     for report in reports:
         action = "delivery_failed" if report.failed else "delivery_delayed"
         audit(

@@ -16,7 +16,7 @@ from aiohttp import web
 from mailgate.accounts import password_matches
 from mailgate.config import Route, parse_rate
 from mailgate.db.session import sessions
-from mailgate.outbox.queue import enqueue
+from mailgate.outbox.queue import enqueue_outgoing
 from mailgate.outbox.ratelimit import take
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.auth import (
@@ -107,14 +107,7 @@ async def request_link(request: web.Request) -> web.StreamResponse:
         async with sessions(context.engine).begin() as session:
             token = await issue_login_token(session, email)
             mail = context.composer.login_link(route, email, agent.name, f"/login/link/{token}")
-            enqueue(
-                session,
-                mail.message,
-                kind=mail.kind,
-                envelope_from=mail.envelope_from,
-                recipients=mail.recipients,
-                ticket_id=None,
-            )
+            enqueue_outgoing(session, mail, ticket_id=None)
         context.wake_delivery()
     return _login_page(request, next_path, email=email, link_sent=True)
 
