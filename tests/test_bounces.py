@@ -184,7 +184,7 @@ def _enqueue(session, recipients: list[str], automatic: bool) -> OutboxItem:
         kind="acknowledgement" if automatic else "relay",
         envelope_from="support@example.test",
         recipients=recipients,
-        ticket_id=None,
+        ticket=None,
     )
 
 

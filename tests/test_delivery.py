@@ -53,7 +53,7 @@ async def add(engine, count: int = 1, recipients: tuple[str, ...] = (TO,), **kw)
                 kind="acknowledgement",
                 envelope_from=FROM,
                 recipients=recipients,
-                ticket_id=None,
+                ticket=None,
             )
             for n in range(count)
         ]
@@ -299,10 +299,8 @@ async def test_enqueue_needs_a_message_id_and_joins_the_callers_transaction(db):
     del message["Message-ID"]
     async with sessions(db)() as session:
         with pytest.raises(ValueError, match="Message-ID"):
-            enqueue(
-                session, message, kind="ack", envelope_from=FROM, recipients=[TO], ticket_id=None
-            )
-        enqueue(session, mail(), kind="ack", envelope_from=FROM, recipients=[TO], ticket_id=None)
+            enqueue(session, message, kind="ack", envelope_from=FROM, recipients=[TO], ticket=None)
+        enqueue(session, mail(), kind="ack", envelope_from=FROM, recipients=[TO], ticket=None)
         await session.rollback()
     assert await items(db) == []
 

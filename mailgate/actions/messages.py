@@ -156,7 +156,7 @@ async def _store(session, ticket, message: Message, attachments, *, thread_ref: 
         digest = hashlib.sha256(attachment.data).hexdigest()
         await add_attachment(
             session,
-            message.id,
+            message,
             attachment.filename,
             attachment.content_type,
             attachment.data,

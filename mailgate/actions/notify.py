@@ -18,8 +18,7 @@ from mailgate.config import Route, parse_rate
 from mailgate.db.models import Ticket
 from mailgate.db.records import audit
 from mailgate.outbox.compose import Outgoing
-from mailgate.outbox.queue import suppressed
-from mailgate.outbox.ratelimit import take
+from mailgate.outbox.ratelimit import SendingLimits, StoredLimits
 from mailgate.runtime import RuntimeConfig
 
 
@@ -43,14 +42,17 @@ async def notify_agents(
     agents: Iterable[str],
     compose: Callable[[str], Outgoing],
     now: datetime,
+    limits: SendingLimits | None = None,
 ) -> list[Outgoing]:
-    """Queue ``compose(agent)`` for each agent within the limits; returns those queued."""
+    """Queue ``compose(agent)`` for each agent within the limits (by default as the
+    database holds them); returns those queued."""
+    limits = limits or StoredLimits(session)
     wanted = list(dict.fromkeys(agents))
-    blocked = await suppressed(session, wanted)
+    blocked = await limits.suppressed(wanted)
     sent = []
     for agent in wanted:
         reason = f"{agent} is suppressed after a hard bounce" if agent in blocked else None
-        reason = reason or await _over_limit(session, runtime, ticket, agent, now)
+        reason = reason or await _over_limit(limits, runtime, ticket, agent, now)
         if reason:
             audit(session, ticket, "mailgate", "notify_skipped", now, agent=agent, reason=reason)
             continue
@@ -60,14 +62,14 @@ async def notify_agents(
     return sent
 
 
-async def _over_limit(session, runtime: RuntimeConfig, ticket: Ticket, agent: str, now):
+async def _over_limit(limits: SendingLimits, runtime: RuntimeConfig, ticket, agent: str, now):
     tickets = runtime.settings.tickets
-    limits = [
+    keys = [
         (f"notify:{agent}", parse_rate(tickets.notify_rate_limit)),
         (f"notify:{agent}:{ticket.code}", parse_rate(tickets.notify_ticket_rate_limit)),
     ]
-    over = await take(session, limits, now)
+    over = await limits.take(keys, now)
     if over is None:
         return None
-    rate = tickets.notify_rate_limit if over == limits[0][0] else tickets.notify_ticket_rate_limit
+    rate = tickets.notify_rate_limit if over == keys[0][0] else tickets.notify_ticket_rate_limit
     return f"notification rate limit reached for {agent} ({rate})"

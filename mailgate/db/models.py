@@ -3,6 +3,10 @@
 The journal holds every raw message exactly as it arrived; everything else (tickets,
 messages, attachments, outgoing mail) is derived from it by the pipeline. Attachment
 bodies are content-addressed blobs, stored once however often they are sent.
+
+The many-to-one ``ticket`` (and ``message``) relationships only let a writer link rows
+to a ticket that has no id yet (the pipeline writes a whole batch in one flush); they
+never load (``lazy="raise"``): readers use the ``*_id`` columns.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -99,6 +103,7 @@ class TicketTag(Base):
         ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
     )
     tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
 
 
 class Participant(Base):
@@ -111,6 +116,7 @@ class Participant(Base):
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(255), default="")
     role: Mapped[str] = mapped_column(String(16))
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
 
     __table_args__ = (UniqueConstraint("ticket_id", "email"),)
 
@@ -140,6 +146,7 @@ class Message(Base):
     flag: Mapped[str | None] = mapped_column(Text)
     agent_authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Time)
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
 
     # The same Message-ID with the same content is one message, even when two nodes
     # process two copies of it at once; a reused Message-ID with other content is not.
@@ -154,6 +161,7 @@ class ThreadRef(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(998), index=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
 
 
 class Blob(Base):
@@ -177,6 +185,7 @@ class Attachment(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    message: Mapped[Message] = relationship(lazy="raise")
 
 
 class AuditEvent(Base):
@@ -190,6 +199,7 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(320))
     action: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
 
 
 class OutboxItem(Base):
@@ -219,6 +229,7 @@ class OutboxItem(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(Time)
     created_at: Mapped[datetime] = mapped_column(Time)
     sent_at: Mapped[datetime | None] = mapped_column(Time)
+    ticket: Mapped[Ticket | None] = relationship(lazy="raise")
 
     __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
 

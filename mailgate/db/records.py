@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.db.models import Attachment, AuditEvent, Blob, Ticket
+from mailgate.db.models import Attachment, AuditEvent, Blob, Message, Ticket
 from mailgate.db.upsert import insert_ignoring_conflicts
 
 
@@ -28,7 +28,7 @@ def audit(
     (``data`` may name another ticket: ``ticket="TCK-…"``.)"""
     session.add(
         AuditEvent(
-            ticket_id=subject.id,
+            ticket=subject,
             at=now,
             actor=actor,
             action=action,
@@ -39,17 +39,17 @@ def audit(
 
 async def add_attachment(
     session: AsyncSession,
-    message_id: int,
+    message: Message,
     filename: str,
     content_type: str,
     data: bytes,
     sha256: str,
 ) -> None:
-    """Attach ``data`` to the message with database id ``message_id``."""
+    """Attach ``data`` to ``message`` (which may not have an id yet)."""
     await insert_ignoring_conflicts(session, Blob, sha256=sha256, size=len(data), data=data)
     session.add(
         Attachment(
-            message_id=message_id,
+            message=message,
             filename=filename,
             content_type=content_type,
             size=len(data),

@@ -18,7 +18,7 @@ from email.utils import getaddresses
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from mailgate.db.models import OutboxItem, Suppression
+from mailgate.db.models import OutboxItem, Suppression, Ticket
 from mailgate.outbox.compose import Outgoing
 
 ADDRESS_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc")
@@ -51,7 +51,7 @@ def enqueue(
     kind: str,
     envelope_from: str,
     recipients: Sequence[str],
-    ticket_id: int | None,
+    ticket: Ticket | None,
 ) -> OutboxItem:
     """Add ``message`` to the outbox in the caller's transaction; due at once.
 
@@ -65,7 +65,7 @@ def enqueue(
         raise ValueError(f"outgoing mail {message_id} has no recipients")
     now = datetime.now(UTC)
     item = OutboxItem(
-        ticket_id=ticket_id,
+        ticket=ticket,
         kind=kind,
         mail_from=envelope_from,
         recipients=list(recipients),
@@ -81,7 +81,7 @@ def enqueue(
 
 
 def enqueue_outgoing(
-    session: AsyncSession, outgoing: Outgoing, ticket_id: int | None
+    session: AsyncSession, outgoing: Outgoing, ticket: Ticket | None
 ) -> OutboxItem:
     """``enqueue`` a message the composer made, with its own envelope."""
     return enqueue(
@@ -90,7 +90,7 @@ def enqueue_outgoing(
         kind=outgoing.kind,
         envelope_from=outgoing.envelope_from,
         recipients=outgoing.recipients,
-        ticket_id=ticket_id,
+        ticket=ticket,
     )
 
 

@@ -6,13 +6,15 @@ Each limit is a key (``ack:carol@client.test``, ``notify:alice@example.test``) a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import RateEvent
+from mailgate.outbox.queue import suppressed
 
 Limit = tuple[str, tuple[int, int]]  # key, (count, seconds)
 
@@ -33,3 +35,24 @@ async def take(session: AsyncSession, limits: Sequence[Limit], now: datetime) ->
             return key
     session.add_all(RateEvent(key=key, at=now) for key, _ in limits)
     return None
+
+
+class SendingLimits(Protocol):
+    """What decides whether automatic mail may go out: suppressions and rate limits."""
+
+    async def suppressed(self, addresses: Iterable[str]) -> set[str]: ...
+
+    async def take(self, limits: Sequence[Limit], now: datetime) -> str | None: ...
+
+
+class StoredLimits:
+    """``SendingLimits`` read from the database on every question."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def suppressed(self, addresses: Iterable[str]) -> set[str]:
+        return await suppressed(self._session, addresses)
+
+    async def take(self, limits: Sequence[Limit], now: datetime) -> str | None:
+        return await take(self._session, limits, now)

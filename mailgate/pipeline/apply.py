@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.base import queue_mail
@@ -19,10 +18,8 @@ from mailgate.config import Route
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
-from mailgate.outbox.queue import suppressed
-from mailgate.outbox.ratelimit import take
-from mailgate.pipeline.codes import unused_code
 from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.known import Known
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
 
@@ -37,6 +34,7 @@ class Applied:
 
 async def apply(
     session: AsyncSession,
+    known: Known,
     runtime: RuntimeConfig,
     composer: Composer,
     inbound: Inbound,
@@ -44,28 +42,30 @@ async def apply(
     route: Route,
     assignee: str | None,
 ) -> Applied:
+    """Nothing here needs the new rows' ids: they link by relationship, so a whole
+    batch of entries is written in one flush. ``known`` learns what is written."""
     now = datetime.now(UTC)
     created = decision.ticket is None
     if created:
-        ticket = await _open_ticket(session, runtime, inbound, route, assignee, now)
-        await _record_origin(session, ticket, decision, now)
+        ticket = await _open_ticket(session, known, runtime, inbound, route, assignee, now)
+        _record_origin(session, ticket, decision, now)
     else:
         ticket = decision.ticket
         _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
-    message = await _add_message(session, ticket, inbound, now)
-    await _add_participants(session, runtime, ticket, inbound)
-    outgoing = await _outgoing(session, runtime, composer, inbound, ticket, route, created, now)
+    message = await _add_message(session, known, ticket, inbound, now)
+    await _add_participants(session, known, runtime, ticket, inbound)
+    outgoing = await _outgoing(session, known, runtime, composer, inbound, ticket, route, created)
     return Applied(ticket, message, created, tuple(outgoing))
 
 
-async def _open_ticket(session, runtime, inbound, route, assignee, now) -> Ticket:
+async def _open_ticket(session, known: Known, runtime, inbound, route, assignee, now) -> Ticket:
     settings = runtime.settings.tickets
     ticket = Ticket(
-        code=await unused_code(session, settings.code_prefix, now),
+        code=await known.new_code(settings.code_prefix, now),
         subject=inbound.message.subject[:1000],
         customer_name=inbound.sender_name[:255],
-        customer_email=inbound.sender_email or inbound.envelope_from.lower(),
+        customer_email=inbound.customer_email,
         queue=route.queue,
         status=settings.first_of("new"),
         priority=route.priority,
@@ -76,21 +76,18 @@ async def _open_ticket(session, runtime, inbound, route, assignee, now) -> Ticke
         updated_at=now,
     )
     session.add(ticket)
-    await session.flush()
-    session.add_all(TicketTag(ticket_id=ticket.id, tag=tag) for tag in dict.fromkeys(route.tags))
+    session.add_all(TicketTag(ticket=ticket, tag=tag) for tag in dict.fromkeys(route.tags))
     session.add(
         Participant(
-            ticket_id=ticket.id,
-            email=ticket.customer_email,
-            name=ticket.customer_name,
-            role="customer",
+            ticket=ticket, email=ticket.customer_email, name=ticket.customer_name, role="customer"
         )
     )
+    known.opened(ticket)
     audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
     return ticket
 
 
-async def _record_origin(session, ticket: Ticket, decision: ThreadDecision, now) -> None:
+def _record_origin(session, ticket: Ticket, decision: ThreadDecision, now) -> None:
     """Link a follow-up of a closed ticket; note a ticket a stranger quoted."""
     if decision.follow_up_of is not None:
         old = decision.follow_up_of
@@ -116,7 +113,7 @@ def message_from(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> 
     """A thread entry for ``inbound``: its sender, IDs and fingerprint; ``fields`` the rest."""
     parsed = inbound.message
     return Message(
-        ticket_id=ticket.id,
+        ticket=ticket,
         journal_id=inbound.entry_id,
         kind=kind,
         message_id=parsed.message_id,
@@ -130,7 +127,7 @@ def message_from(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> 
     )
 
 
-async def _add_message(session, ticket: Ticket, inbound: Inbound, now) -> Message:
+async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, now) -> Message:
     parsed = inbound.message
     message = message_from(
         inbound,
@@ -145,14 +142,15 @@ async def _add_message(session, ticket: Ticket, inbound: Inbound, now) -> Messag
         flag=inbound.flag,
     )
     session.add(message)
-    await session.flush()
     for a in parsed.attachments:
-        await add_attachment(session, message.id, a.filename, a.content_type, a.data, a.sha256)
-    session.add(ThreadRef(message_id=parsed.message_id, ticket_id=ticket.id))
+        await add_attachment(session, message, a.filename, a.content_type, a.data, a.sha256)
+    session.add(ThreadRef(message_id=parsed.message_id, ticket=ticket))
+    known.stored(inbound)
+    known.referenced(parsed.message_id, ticket)
     return message
 
 
-async def _add_participants(session, runtime: RuntimeConfig, ticket: Ticket, inbound) -> None:
+async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbound) -> None:
     """The customer's To/Cc, minus our own addresses and agents, join as CC participants."""
     agents = runtime.agent_emails()
     wanted = {}
@@ -162,22 +160,22 @@ async def _add_participants(session, runtime: RuntimeConfig, ticket: Ticket, inb
             wanted.setdefault(email, address.name)
     if not wanted:
         return
-    known = set(
-        await session.scalars(select(Participant.email).where(Participant.ticket_id == ticket.id))
-    )
+    present = await known.participants(ticket)
     for email, name in wanted.items():
-        if email not in known:
-            session.add(Participant(ticket_id=ticket.id, email=email, name=name[:255], role="cc"))
+        if email not in present:
+            session.add(Participant(ticket=ticket, email=email, name=name[:255], role="cc"))
+            known.joined(ticket, email)
 
 
-async def _outgoing(session, runtime, composer, inbound, ticket, route, created, now):
+async def _outgoing(session, known: Known, runtime, composer, inbound, ticket, route, created):
     """Acknowledge a new ticket; tell the responsible agents (within their limits)."""
     if inbound.automatic:
         return []
+    now = ticket.updated_at
     parent = InReplyTo(inbound.message.message_id, inbound.message.references)
     outgoing = []
     if created:
-        ack = await _acknowledgement(session, runtime, composer, ticket, route, parent, now)
+        ack = await _acknowledgement(session, known, runtime, composer, ticket, route, parent, now)
         if ack is not None:
             queue_mail(session, ticket, ack)
             outgoing.append(ack)
@@ -195,17 +193,18 @@ async def _outgoing(session, runtime, composer, inbound, ticket, route, created,
         responsible_agents(ticket, route),
         lambda agent: composer.agent_notification(ticket, route, parent, agent, **details),
         now,
+        limits=known,
     )
     return outgoing
 
 
-async def _acknowledgement(session, runtime, composer, ticket, route, parent, now):
+async def _acknowledgement(session, known: Known, runtime, composer, ticket, route, parent, now):
     email = ticket.customer_email
-    if await suppressed(session, [email]):
+    if await known.suppressed([email]):
         reason = f"{email} is suppressed after a hard bounce"
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return None
-    if await take(session, [(f"ack:{email}", runtime.settings.tickets.ack_limit)], now):
+    if await known.take([(f"ack:{email}", runtime.settings.tickets.ack_limit)], now):
         rate = runtime.settings.tickets.ack_rate_limit
         reason = f"acknowledgement rate limit reached for {email} ({rate})"
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)

@@ -18,7 +18,6 @@ the pipeline like any other mail, and so does mail to a forged bounce address.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -53,9 +52,8 @@ async def handle_bounce(
     inbound: Inbound,
 ) -> str | None:
     """Apply a bounce of our mail; its outcome, or None if ``inbound`` is none."""
-    # The envelope names the bounce address; mail fetched by IMAP has only its To:.
-    addressed = (*inbound.recipients, *(address.email for address in inbound.message.to))
-    item = await _bounced_item(session, signer, addressed)
+    outbox_id = bounced_outbox_id(signer, inbound)
+    item = await session.get(OutboxItem, outbox_id) if outbox_id is not None else None
     if item is None:
         return None
     raw = await session.scalar(select(JournalEntry.raw).where(JournalEntry.id == inbound.entry_id))
@@ -78,14 +76,12 @@ async def handle_bounce(
     return f"bounce of outbox {item.id}: {summary}" + (f"; {noticed} notice(s)" if noticed else "")
 
 
-async def _bounced_item(
-    session: AsyncSession, signer: Signer, recipients: Sequence[str]
-) -> OutboxItem | None:
-    for recipient in recipients:
-        outbox_id = signer.read_bounce_address(recipient)
-        if outbox_id is not None:
-            return await session.get(OutboxItem, outbox_id)
-    return None
+def bounced_outbox_id(signer: Signer, inbound: Inbound) -> int | None:
+    """The outbox item whose signed bounce address ``inbound`` is addressed to, if any."""
+    # The envelope names the bounce address; mail fetched by IMAP has only its To:.
+    addressed = (*inbound.recipients, *(address.email for address in inbound.message.to))
+    found = (signer.read_bounce_address(address) for address in addressed)
+    return next((outbox_id for outbox_id in found if outbox_id is not None), None)
 
 
 def _for_item(item: OutboxItem, reports: list[DeliveryReport]) -> list[DeliveryReport]:

@@ -39,8 +39,16 @@ def codes_in(subject: str, prefix: str) -> list[str]:
 
 async def unused_code(session: AsyncSession, prefix: str, now: datetime) -> str:
     """A fresh code; the unique index settles a race between nodes (the entry retries)."""
+    return (await unused_codes(session, prefix, now, 1))[0]
+
+
+async def unused_codes(session: AsyncSession, prefix: str, now: datetime, count: int) -> list[str]:
+    """``count`` distinct fresh codes for ``now``'s day, checked in one query a round."""
+    found: list[str] = []
     for _ in range(MAX_CODE_TRIES):
-        code = new_code(prefix, now.date())
-        if await session.scalar(select(Ticket.id).where(Ticket.code == code)) is None:
-            return code
+        wanted = {new_code(prefix, now.date()) for _ in range(count - len(found))} - set(found)
+        taken = set(await session.scalars(select(Ticket.code).where(Ticket.code.in_(wanted))))
+        found += list(wanted - taken)
+        if len(found) >= count:
+            return found[:count]
     raise RuntimeError(f"no unused ticket code for {prefix} on {now:%Y-%m-%d}")

@@ -29,6 +29,11 @@ class Inbound:
         return self.message.sender.email.lower() if self.message.sender else ""
 
     @property
+    def customer_email(self) -> str:
+        """Who a new ticket from this mail belongs to: the sender, else the envelope's."""
+        return self.sender_email or self.envelope_from.lower()
+
+    @property
     def sender_name(self) -> str:
         return self.message.sender.name if self.message.sender else ""
 

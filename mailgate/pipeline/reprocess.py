@@ -32,7 +32,7 @@ async def reprocess(
     outcomes: Counter[str] = Counter()
     for done, entry_id in enumerate(ids, start=1):
         if await _take(engine, entry_id):
-            outcomes[(await pipeline.process(entry_id)).split(" ")[0]] += 1
+            outcomes[(await pipeline.process([entry_id]))[0].split(" ")[0]] += 1
         else:
             outcomes["skipped"] += 1
         progress(done, len(ids))

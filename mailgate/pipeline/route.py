@@ -2,7 +2,7 @@
 
 ``round_robin`` gives a new ticket to the agent after the one who got the queue's
 previous ticket; ``least_open`` to the agent with the fewest open tickets (ties go to
-the agent listed first). Both read the database, so several nodes agree.
+the agent listed first). Both start from the database, so several nodes agree.
 """
 
 from __future__ import annotations
@@ -26,33 +26,53 @@ def route_for(recipients: Sequence[str], routes: RouteTable) -> Route | None:
     return None
 
 
-async def choose_assignee(session: AsyncSession, route: Route, tickets: Tickets) -> str | None:
-    agents = [agent.lower() for agent in route.agents]
-    if route.assign == "none" or not agents:
-        return None
-    if route.assign == "round_robin":
-        return await _next_in_turn(session, route.queue, agents)
-    return await _least_open(session, agents, tickets)
+class Assigner:
+    """Chooses the assignees of a batch's new tickets.
 
+    It reads the database once per queue (round robin) or per agent (least open) and
+    then counts the batch's own assignments, so a batch spreads its tickets as the
+    same mail one at a time would.
+    """
 
-async def _next_in_turn(session: AsyncSession, queue: str, agents: list[str]) -> str:
-    previous = await session.scalar(
-        select(Ticket.assignee)
-        .where(Ticket.queue == queue, Ticket.assignee.in_(agents))
-        .order_by(Ticket.id.desc())
-        .limit(1)
-    )
-    if previous is None:
-        return agents[0]
-    return agents[(agents.index(previous) + 1) % len(agents)]
+    def __init__(self, session: AsyncSession, tickets: Tickets) -> None:
+        self._session = session
+        self._open_statuses = [s.name for s in tickets.statuses if s.category in ("new", "open")]
+        self._previous: dict[str, str | None] = {}  # queue -> its latest assignee
+        self._open: dict[str, int] = {}  # agent -> open tickets
 
+    async def choose(self, route: Route) -> str | None:
+        agents = [agent.lower() for agent in route.agents]
+        if route.assign == "none" or not agents:
+            return None
+        if route.assign == "round_robin":
+            chosen = await self._next_in_turn(route.queue, agents)
+        else:
+            chosen = await self._least_open(agents)
+        self._previous[route.queue] = chosen
+        if chosen in self._open:
+            self._open[chosen] += 1
+        return chosen
 
-async def _least_open(session: AsyncSession, agents: list[str], tickets: Tickets) -> str:
-    open_statuses = [s.name for s in tickets.statuses if s.category in ("new", "open")]
-    rows = await session.execute(
-        select(Ticket.assignee, func.count())
-        .where(Ticket.assignee.in_(agents), Ticket.status.in_(open_statuses))
-        .group_by(Ticket.assignee)
-    )
-    load = dict(rows.tuples())
-    return min(agents, key=lambda agent: load.get(agent, 0))
+    async def _next_in_turn(self, queue: str, agents: list[str]) -> str:
+        if queue not in self._previous:
+            self._previous[queue] = await self._session.scalar(
+                select(Ticket.assignee)
+                .where(Ticket.queue == queue, Ticket.assignee.in_(agents))
+                .order_by(Ticket.id.desc())
+                .limit(1)
+            )
+        previous = self._previous[queue]
+        if previous not in agents:
+            return agents[0]
+        return agents[(agents.index(previous) + 1) % len(agents)]
+
+    async def _least_open(self, agents: list[str]) -> str:
+        unknown = [agent for agent in agents if agent not in self._open]
+        if unknown:
+            rows = await self._session.execute(
+                select(Ticket.assignee, func.count())
+                .where(Ticket.assignee.in_(unknown), Ticket.status.in_(self._open_statuses))
+                .group_by(Ticket.assignee)
+            )
+            self._open.update(dict.fromkeys(unknown, 0) | dict(rows.tuples()))
+        return min(agents, key=lambda agent: self._open[agent])

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import TYPE_CHECKING
 
 from mailgate.config import Tickets
-from mailgate.db.models import Participant, ThreadRef, Ticket
+from mailgate.db.models import Ticket
 from mailgate.message import ParsedMessage
 from mailgate.pipeline.codes import codes_in
 from mailgate.signing import SignedReply, Signer
 
-MAX_MERGE_HOPS = 20
+if TYPE_CHECKING:
+    from mailgate.pipeline.known import Known
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def read_signed(
 
 
 async def find_thread(
-    session: AsyncSession,
+    known: Known,
     message: ParsedMessage,
     signed: Sequence[SignedReply],
     tickets: Tickets,
@@ -51,9 +50,9 @@ async def find_thread(
     """``signed``: from ``read_signed``; ``sender_is_agent``: the sender authenticated
     as an agent, who may thread by a ticket code like the ticket's own people."""
     decision = (
-        await _by_signed_address(session, signed)
-        or await _by_references(session, message)
-        or await _by_subject_code(session, message, sender_is_agent, tickets.code_prefix)
+        await _by_signed_address(known, signed)
+        or await _by_references(known, message)
+        or await _by_subject_code(known, message, sender_is_agent, tickets.code_prefix)
         or ThreadDecision(None, "new")
     )
     ticket = decision.ticket
@@ -63,61 +62,33 @@ async def find_thread(
     return decision
 
 
-async def _by_signed_address(session, signed_addresses) -> ThreadDecision | None:
+def thread_ids(message: ParsedMessage) -> tuple[str, ...]:
+    """The Message-IDs a mail answers: the direct parent first, then the rest of the
+    chain from newest to oldest."""
+    return tuple(dict.fromkeys((*message.in_reply_to, *reversed(message.references))))
+
+
+async def _by_signed_address(known: Known, signed_addresses) -> ThreadDecision | None:
     for signed in signed_addresses:
-        ticket = await _ticket_by_code(session, signed.code)
+        ticket = await known.ticket_by_code(signed.code)
         if ticket is not None:
             return ThreadDecision(ticket, "signed-address", signed)
     return None
 
 
-async def _by_references(session: AsyncSession, message: ParsedMessage) -> ThreadDecision | None:
-    # The direct parent first, then the rest of the chain from newest to oldest.
-    wanted = list(dict.fromkeys((*message.in_reply_to, *reversed(message.references))))
-    if not wanted:
-        return None
-    rows = await session.execute(
-        select(ThreadRef.message_id, ThreadRef.ticket_id).where(ThreadRef.message_id.in_(wanted))
-    )
-    found = {message_id: ticket_id for message_id, ticket_id in rows}
-    for message_id in wanted:
-        if message_id in found:
-            ticket = await _survivor(session, await session.get(Ticket, found[message_id]))
-            return ThreadDecision(ticket, "references")
-    return None
+async def _by_references(known: Known, message: ParsedMessage) -> ThreadDecision | None:
+    ticket = await known.ticket_by_reference(thread_ids(message))
+    return ThreadDecision(ticket, "references") if ticket is not None else None
 
 
-async def _by_subject_code(session, message, sender_is_agent, prefix) -> ThreadDecision | None:
+async def _by_subject_code(known: Known, message, sender_is_agent, prefix) -> ThreadDecision | None:
     sender = message.sender.email.lower() if message.sender else ""
     for code in codes_in(message.subject, prefix):
-        ticket = await _ticket_by_code(session, code)
+        ticket = await known.ticket_by_code(code)
         if ticket is None:
             continue
-        if sender_is_agent or await _is_participant(session, ticket, sender):
+        if sender_is_agent or (sender and sender in await known.participants(ticket)):
             return ThreadDecision(ticket, "subject-code")
         note = f"quotes {ticket.code}, but {sender or 'the sender'} is not on that ticket"
         return ThreadDecision(None, "new", refers_to=ticket, note=note)
     return None
-
-
-async def _ticket_by_code(session: AsyncSession, code: str) -> Ticket | None:
-    ticket = await session.scalar(select(Ticket).where(Ticket.code == code.upper()))
-    return await _survivor(session, ticket)
-
-
-async def _survivor(session: AsyncSession, ticket: Ticket | None) -> Ticket | None:
-    """Follow merges: a merged ticket's mail belongs to the ticket it was merged into."""
-    for _ in range(MAX_MERGE_HOPS):
-        if ticket is None or ticket.merged_into_id is None:
-            return ticket
-        ticket = await session.get(Ticket, ticket.merged_into_id)
-    return ticket
-
-
-async def _is_participant(session: AsyncSession, ticket: Ticket, email: str) -> bool:
-    if not email:
-        return False
-    found = await session.scalar(
-        select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.email == email)
-    )
-    return found is not None

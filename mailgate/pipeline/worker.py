@@ -4,6 +4,10 @@ Each entry runs the named steps in order -- parse, classify, dedupe, bounce, thr
 route, apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
 A step that raises or runs too long quarantines its entry with the error and the
 mail behind it goes on; a database outage leaves the entry pending for a retry.
+
+The steps up to authentication run per entry; the rest runs for a batch of entries
+in one transaction, with what the batch needs from the database read up front
+(``known.py``): a few queries and one flush per batch rather than per message.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.actions import ActionContext
-from mailgate.db.models import JournalEntry, Message
+from mailgate.db.models import JournalEntry
 from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
 from mailgate.outbox.compose import Composer
 from mailgate.pipeline.agent_mail import apply_agent_mail
 from mailgate.pipeline.agents import check_agent
 from mailgate.pipeline.apply import apply
-from mailgate.pipeline.bounces import handle_bounce
+from mailgate.pipeline.bounces import bounced_outbox_id, handle_bounce
 from mailgate.pipeline.classify import classify
-from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.inbound import Inbound
+from mailgate.pipeline.known import Known
 from mailgate.pipeline.parse import parse
-from mailgate.pipeline.route import choose_assignee, route_for
+from mailgate.pipeline.route import Assigner, route_for
 from mailgate.pipeline.thread import find_thread, read_signed
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 INLINE_PARSE_BYTES = 256 * 1024  # larger mail is parsed in a thread, under a timeout
 MAX_DATABASE_TRIES = 5
+MAX_BATCH_BYTES = 32 * 1024 * 1024  # raw mail held in memory at once
 STALE_CLAIM = timedelta(minutes=10)
 
 
@@ -86,11 +92,33 @@ class PipelineWorker:
     async def process_pending(self) -> int:
         """One pass over the entries waiting; returns how many were taken."""
         claimed = await self._claim()
-        for entry_id in claimed:
-            await self.process(entry_id)
+        for group in _by_size(claimed, MAX_BATCH_BYTES):
+            await self.process(group)
         return len(claimed)
 
-    async def _claim(self) -> list[int]:
+    async def process(self, entry_ids: list[int]) -> list[str]:
+        """Run claimed entries through the steps, in order; returns their outcomes.
+
+        Entries are parsed one by one, then threaded and applied together in one
+        transaction (mail from agents and bounces of our mail each on their own). If
+        that transaction fails, its entries run again one at a time, so one bad entry
+        only ever fails itself.
+        """
+        entries = await self._load(entry_ids)
+        outcomes: dict[int, str] = {}
+        ready: list[Inbound] = []
+        for entry in entries:
+            try:
+                ready.append(await self._prepare(entry))
+            except _StepFailed as failed:
+                outcomes[entry.id] = await self._failed(entry, failed.step, failed.error)
+        attempts = {entry.id: entry.attempts for entry in entries}
+        for segment in _segments(ready, self._acts_alone):
+            outcomes |= await self._run(segment, attempts)
+        return [outcomes[entry.id] for entry in entries]
+
+    async def _claim(self) -> list[tuple[int, int]]:
+        """Take up to a batch of waiting entries for this node; (id, size) each."""
         now = datetime.now(UTC)
         # Pending entries, our own claims left by a database outage, and claims of a
         # node that died (held too long).
@@ -100,41 +128,74 @@ class PipelineWorker:
             processing & (JournalEntry.claimed_by == self._node),
             processing & (JournalEntry.claimed_at < now - STALE_CLAIM),
         )
-        query = select(JournalEntry.id).where(waiting).order_by(JournalEntry.id).limit(self._batch)
+        query = (
+            select(JournalEntry.id, JournalEntry.size)
+            .where(waiting)
+            .order_by(JournalEntry.id)
+            .limit(self._batch)
+        )
         if is_postgres(self._engine):
             query = query.with_for_update(skip_locked=True)
         async with self._sessions.begin() as session:
-            ids = list(await session.scalars(query))
-            if ids:
+            claimed = list((await session.execute(query)).tuples())
+            if claimed:
                 await session.execute(
                     update(JournalEntry)
-                    .where(JournalEntry.id.in_(ids))
+                    .where(JournalEntry.id.in_([entry_id for entry_id, _ in claimed]))
                     .values(state="processing", claimed_by=self._node, claimed_at=now)
                 )
-        return ids
+        return claimed
 
-    async def process(self, entry_id: int) -> str:
-        """Run one entry through the steps; returns its outcome."""
+    async def _load(self, entry_ids: list[int]) -> list[JournalEntry]:
         async with self._sessions() as session:
-            entry = await session.get(JournalEntry, entry_id)
+            query = select(JournalEntry).where(JournalEntry.id.in_(entry_ids))
+            return list(await session.scalars(query.order_by(JournalEntry.id)))
+
+    async def _prepare(self, entry: JournalEntry) -> Inbound:
+        """Parse, classify and authenticate: everything that needs no database."""
         step = "parse"
         try:
             inbound = await self._parse(entry)
             step = "classify"
             inbound = self._classify(inbound)
             step = "authenticate"
-            inbound = self._authenticate(inbound)
-            step = "apply"
-            outcome = await self._apply(inbound)
-        except Exception as exc:  # every failure ends in a retry or in quarantine
-            return await self._failed(entry, step, exc)
-        log.info(
-            "entry %d: %s",
-            entry_id,
-            outcome,
-            extra={"fields": {"message_id": inbound.message.message_id}},
+            return self._authenticate(inbound)
+        except Exception as exc:  # the entry goes to quarantine; the batch goes on
+            raise _StepFailed(step, exc) from exc
+
+    def _acts_alone(self, inbound: Inbound) -> bool:
+        """Agents' mail and bounces of our mail run actions that read and write more
+        than ``Known`` follows, so each gets a transaction of its own."""
+        return (
+            inbound.agent is not None or bounced_outbox_id(self._deps.signer, inbound) is not None
         )
-        return outcome
+
+    async def _run(self, segment: list[Inbound], attempts: dict[int, int]) -> dict[int, str]:
+        try:
+            results = await self._apply(segment)
+        except Exception as exc:  # a retry, a quarantine, or the entries one at a time
+            if len(segment) > 1:
+                log.warning("a batch of %d entries failed (%s); one at a time", len(segment), exc)
+                outcomes: dict[int, str] = {}
+                for inbound in segment:
+                    outcomes |= await self._run([inbound], attempts)
+                return outcomes
+            inbound = segment[0]
+            return {inbound.entry_id: await self._failed_id(inbound.entry_id, attempts, exc)}
+        for inbound, result in zip(segment, results, strict=True):
+            log_method = log.error if result.state == "quarantined" else log.info
+            log_method(
+                "entry %d: %s",
+                inbound.entry_id,
+                result.outcome,
+                extra={"fields": {"message_id": inbound.message.message_id}},
+            )
+        if any(result.queued for result in results):
+            self._on_outgoing()
+        return {
+            inbound.entry_id: result.outcome
+            for inbound, result in zip(segment, results, strict=True)
+        }
 
     async def _parse(self, entry: JournalEntry) -> Inbound:
         if entry.size <= INLINE_PARSE_BYTES:
@@ -167,28 +228,35 @@ class PipelineWorker:
         check = check_agent(inbound.message, signed, agents, trusted)
         return replace(inbound, signed=signed, sender_check=check)
 
-    async def _apply(self, inbound: Inbound) -> str:
+    async def _apply(self, segment: list[Inbound]) -> list[_Result]:
+        """Thread, route and apply ``segment`` in one transaction."""
+        deps = self._deps
         async with self._sessions.begin() as session:
-            if await _is_duplicate(session, inbound):
-                await _finish(session, inbound.entry_id, "duplicate")
-                return "duplicate"
-            deps = self._deps  # a bounce of our own mail never becomes a ticket:
-            bounce = await handle_bounce(session, deps.runtime, deps.signer, deps.composer, inbound)
-            if bounce:
-                outcome, queued = bounce, True  # the agents' notices, if any
-            else:
-                outcome, queued = await self._thread_route_apply(session, inbound)
-            await _finish(session, inbound.entry_id, "done")
-        if queued:
-            self._on_outgoing()
-        return f"done ({outcome})"
+            known = await Known.load(session, deps.runtime, segment)
+            assigner = Assigner(session, deps.runtime.settings.tickets)
+            results = [await self._apply_one(session, known, assigner, i) for i in segment]
+            await _finish(session, segment, results)
+        return results
 
-    async def _thread_route_apply(self, session: AsyncSession, inbound: Inbound):
+    async def _apply_one(self, session, known: Known, assigner: Assigner, inbound) -> _Result:
+        if known.is_stored(inbound):
+            return _Result("duplicate", "duplicate")
+        deps = self._deps  # a bounce of our own mail never becomes a ticket:
+        bounce = await handle_bounce(session, deps.runtime, deps.signer, deps.composer, inbound)
+        if bounce:  # the agents' notices, if any, are queued
+            return _Result("done", f"done ({bounce})", queued=True)
+        try:
+            outcome, queued = await self._thread_route_apply(session, known, assigner, inbound)
+        except Quarantine as exc:  # raised before the entry wrote anything
+            return _Result("quarantined", "quarantined", error=_reason("apply", exc))
+        return _Result("done", f"done ({outcome})", queued)
+
+    async def _thread_route_apply(self, session, known: Known, assigner: Assigner, inbound):
         """Thread, route and apply; returns (what happened, whether mail was queued)."""
         deps = self._deps
         settings = deps.runtime.settings
         decision = await find_thread(
-            session, inbound.message, inbound.signed, settings.tickets, inbound.agent is not None
+            known, inbound.message, inbound.signed, settings.tickets, inbound.agent is not None
         )
         existing = decision.ticket or decision.follow_up_of
         if inbound.agent and existing is not None:  # agents keep working on closed tickets
@@ -200,35 +268,82 @@ class PipelineWorker:
         route = route_for(inbound.recipients, deps.runtime.routes)
         if route is None:
             raise Quarantine(f"no route for {', '.join(inbound.recipients)}")
-        assignee = None
-        if decision.ticket is None:
-            assignee = await choose_assignee(session, route, settings.tickets)
+        assignee = await assigner.choose(route) if decision.ticket is None else None
         applied = await apply(
-            session, deps.runtime, deps.composer, inbound, decision, route, assignee
+            session, known, deps.runtime, deps.composer, inbound, decision, route, assignee
         )
         return f"{applied.ticket.code}{', new' if applied.created else ''}", bool(applied.outgoing)
 
     async def _failed(self, entry: JournalEntry, step: str, exc: BaseException) -> str:
+        return await self._failed_id(entry.id, {entry.id: entry.attempts}, exc, step)
+
+    async def _failed_id(
+        self, entry_id: int, attempts: dict[int, int], exc: BaseException, step: str = "apply"
+    ) -> str:
+        """A database outage (or a lost race) retries the entry a few times; anything
+        else quarantines it with the reason."""
         transient = isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError)
         retry = (transient or isinstance(exc, IntegrityError)) and (
-            entry.attempts + 1 < MAX_DATABASE_TRIES
+            attempts[entry_id] + 1 < MAX_DATABASE_TRIES
         )
         state = "pending" if retry else "quarantined"
-        reason = f"{step}: {type(exc).__name__}: {exc}"[:4000]
         log_method = log.warning if retry else log.error
-        log_method("entry %d: %s at step %s: %s", entry.id, state, step, exc)
+        log_method("entry %d: %s at step %s: %s", entry_id, state, step, exc)
         async with self._sessions.begin() as session:
             await session.execute(
                 update(JournalEntry)
-                .where(JournalEntry.id == entry.id)
+                .where(JournalEntry.id == entry_id)
                 .values(
                     state=state,
-                    error=reason,
+                    error=_reason(step, exc),
                     attempts=JournalEntry.attempts + 1,
                     processed_at=datetime.now(UTC),
                 )
             )
         return state
+
+
+@dataclass(frozen=True)
+class _Result:
+    state: str  # the journal entry's new state
+    outcome: str  # what the log says
+    queued: bool = False  # outgoing mail was queued
+    error: str | None = None
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, error: Exception) -> None:
+        super().__init__(step, error)
+        self.step, self.error = step, error
+
+
+def _reason(step: str, exc: BaseException) -> str:
+    return f"{step}: {type(exc).__name__}: {exc}"[:4000]
+
+
+def _segments(inbounds: list[Inbound], alone: Callable[[Inbound], bool]) -> list[list[Inbound]]:
+    """Runs of entries that share a transaction, in order; ``alone`` ones by themselves."""
+    segments: list[list[Inbound]] = []
+    for inbound in inbounds:
+        if alone(inbound) or not segments or alone(segments[-1][0]):
+            segments.append([inbound])
+        else:
+            segments[-1].append(inbound)
+    return segments
+
+
+def _by_size(claimed: list[tuple[int, int]], most_bytes: int) -> list[list[int]]:
+    """The claimed ids in order, grouped so one group's raw mail stays under
+    ``most_bytes`` (a group holds at least one entry)."""
+    groups: list[list[int]] = []
+    total = most_bytes
+    for entry_id, size in claimed:
+        if total + size > most_bytes:
+            groups.append([])
+            total = 0
+        groups[-1].append(entry_id)
+        total += size
+    return groups
 
 
 def _return_path(inbound: Inbound) -> str | None:
@@ -238,24 +353,25 @@ def _return_path(inbound: Inbound) -> str | None:
     return inbound.envelope_from
 
 
-async def _is_duplicate(session: AsyncSession, inbound: Inbound) -> bool:
-    found = await session.scalar(
-        select(Message.id)
-        .where(
-            Message.message_id == inbound.message.message_id,
-            Message.content_sha256 == content_fingerprint(inbound.message),
+async def _finish(session: AsyncSession, segment: list[Inbound], results: list[_Result]) -> None:
+    """Record each entry's new state: one statement per state, one per quarantined entry."""
+    now = datetime.now(UTC)
+    finished: dict[str, list[int]] = {}
+    for inbound, result in zip(segment, results, strict=True):
+        if result.error is None:
+            finished.setdefault(result.state, []).append(inbound.entry_id)
+            continue
+        await session.execute(
+            update(JournalEntry)
+            .where(JournalEntry.id == inbound.entry_id)
+            .values(state=result.state, error=result.error, processed_at=now, claimed_by=None)
         )
-        .limit(1)
-    )
-    return found is not None
-
-
-async def _finish(session: AsyncSession, entry_id: int, state: str) -> None:
-    await session.execute(
-        update(JournalEntry)
-        .where(JournalEntry.id == entry_id)
-        .values(state=state, error=None, processed_at=datetime.now(UTC), claimed_by=None)
-    )
+    for state, ids in finished.items():
+        await session.execute(
+            update(JournalEntry)
+            .where(JournalEntry.id.in_(ids))
+            .values(state=state, error=None, processed_at=now, claimed_by=None)
+        )
 
 
 async def quarantined_ids(engine: AsyncEngine) -> list[int]:

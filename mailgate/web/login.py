@@ -107,7 +107,7 @@ async def request_link(request: web.Request) -> web.StreamResponse:
         async with sessions(context.engine).begin() as session:
             token = await issue_login_token(session, email)
             mail = context.composer.login_link(route, email, agent.name, f"/login/link/{token}")
-            enqueue_outgoing(session, mail, ticket_id=None)
+            enqueue_outgoing(session, mail, ticket=None)
         context.wake_delivery()
     return _login_page(request, next_path, email=email, link_sent=True)
 
