@@ -227,7 +227,7 @@ class Known:
     # -- plumbing ---------------------------------------------------------------------
 
     async def _rows(self, query) -> list[tuple]:
-        return list((await self._session.execute(query)).tuples())
+        return list((await self._session.execute(query)).all())
 
     async def _scalars(self, query) -> list:
         return list(await self._session.scalars(query))

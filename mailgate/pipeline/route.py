@@ -74,5 +74,5 @@ class Assigner:
                 .where(Ticket.assignee.in_(unknown), Ticket.status.in_(self._open_statuses))
                 .group_by(Ticket.assignee)
             )
-            self._open.update(dict.fromkeys(unknown, 0) | dict(rows.tuples()))
+            self._open.update(dict.fromkeys(unknown, 0) | dict(rows.all()))
         return min(agents, key=lambda agent: self._open[agent])

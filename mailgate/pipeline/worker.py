@@ -137,7 +137,7 @@ class PipelineWorker:
         if is_postgres(self._engine):
             query = query.with_for_update(skip_locked=True)
         async with self._sessions.begin() as session:
-            claimed = list((await session.execute(query)).tuples())
+            claimed = list((await session.execute(query)).all())
             if claimed:
                 await session.execute(
                     update(JournalEntry)

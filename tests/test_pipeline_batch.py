@@ -1,0 +1,101 @@
+"""Mail that reaches the pipeline together is applied together, in one transaction:
+what customers and agents see must be exactly what they would see had each mail come
+alone. Each test journals its mails, then runs one pipeline pass over all of them.
+"""
+
+from __future__ import annotations
+
+from email.utils import make_msgid
+
+from sqlalchemy import func, select
+
+from mailgate.app import node_id, pipeline_deps
+from mailgate.config import Agent, LoadedConfig, Route, Settings
+from mailgate.db.migrate import upgrade
+from mailgate.db.models import AuditEvent, JournalEntry, Message, OutboxItem, Ticket
+from mailgate.pipeline.journal import Arrival, insert_entries
+from mailgate.pipeline.worker import PipelineWorker
+from mailgate.runtime import RuntimeConfig
+from tests.test_pipeline import mail
+
+SUPPORT = "support@example.test"
+
+
+async def one_pass(engine, mails: list[bytes | tuple[bytes, str]], **route) -> list[str]:
+    """Journal ``mails`` (to support@, or (raw, recipient)) and run one pipeline pass;
+    the entries' outcomes."""
+    await upgrade(engine)
+    routes = [Route(address=SUPPORT, **route)]
+    agents = [Agent(email=email) for email in route.get("agents", [])]
+    runtime = RuntimeConfig(LoadedConfig(Settings(routes=routes, agents=agents), None))
+    worker = PipelineWorker(engine, pipeline_deps(runtime), node_id(), batch_size=100)
+    addressed = [item if isinstance(item, tuple) else (item, SUPPORT) for item in mails]
+    arrivals = [Arrival("smtp", "carol@client.test", (to,), raw) for raw, to in addressed]
+    ids = await insert_entries(engine, arrivals)
+    assert await worker.process_pending() == len(mails)
+    async with engine.connect() as connection:
+        query = select(JournalEntry.state).where(JournalEntry.id.in_(ids))
+        return list(await connection.scalars(query.order_by(JournalEntry.id)))
+
+
+async def rows(engine, query) -> list:
+    async with engine.connect() as connection:
+        return list((await connection.execute(query)).all())
+
+
+async def test_a_reply_in_the_same_batch_joins_the_ticket_its_first_mail_opened(engine):
+    first_id = make_msgid(domain="client.test")
+    first = mail("Printer on fire", message_id=first_id)
+    reply = mail(
+        "Re: Printer on fire", body="Now the desk too.", extra=f"In-Reply-To: {first_id}\r\n"
+    )
+    assert await one_pass(engine, [first, reply]) == ["done", "done"]
+    [(_, messages)] = await rows(
+        engine,
+        select(Ticket.code, func.count(Message.id))
+        .join(Message, Message.ticket_id == Ticket.id)
+        .group_by(Ticket.code),
+    )
+    assert messages == 2
+    acks = await rows(engine, select(OutboxItem.id).where(OutboxItem.kind == "acknowledgement"))
+    assert len(acks) == 1, "a reply gets no acknowledgement of its own"
+
+
+async def test_a_duplicate_in_the_same_batch_is_stored_once(engine):
+    raw = mail("Printer on fire")
+    assert await one_pass(engine, [raw, raw]) == ["done", "duplicate"]
+    assert len(await rows(engine, select(Message.id))) == 1
+
+
+async def test_the_acknowledgement_limit_counts_the_batch_itself(engine):
+    """Five new mails from one sender at once: three acknowledgements (3 per 10 min)."""
+    mails = [mail(f"Question {n}") for n in range(5)]
+    assert await one_pass(engine, mails) == ["done"] * 5
+    assert len(await rows(engine, select(Ticket.id))) == 5
+    acks = await rows(engine, select(OutboxItem.id).where(OutboxItem.kind == "acknowledgement"))
+    skipped = await rows(engine, select(AuditEvent.data).where(AuditEvent.action == "ack_skipped"))
+    assert (len(acks), len(skipped)) == (3, 2)
+    assert "acknowledgement rate limit" in skipped[0].data["reason"]
+
+
+async def test_round_robin_takes_turns_within_a_batch(engine):
+    agents = ["alice@example.test", "bob@example.test"]
+    mails = [mail(f"Question {n}", sender=f"c{n}@client.test") for n in range(4)]
+    await one_pass(engine, mails, assign="round_robin", agents=agents)
+    assigned = await rows(engine, select(Ticket.assignee).order_by(Ticket.id))
+    assert [row.assignee for row in assigned] == agents * 2
+    notified = await rows(
+        engine, select(OutboxItem.recipients).where(OutboxItem.kind != "acknowledgement")
+    )
+    assert sorted(row.recipients[0] for row in notified) == sorted(agents * 2)
+
+
+async def test_mail_without_a_route_is_quarantined_and_the_rest_goes_on(engine):
+    lost = (mail("Lost", to="nobody@example.test"), "nobody@example.test")
+    mails = [mail("Question 1"), lost, mail("Question 2")]
+    assert await one_pass(engine, mails) == ["done", "quarantined", "done"]
+    [(error,)] = await rows(
+        engine, select(JournalEntry.error).where(JournalEntry.state == "quarantined")
+    )
+    assert "no route for nobody@example.test" in error
+    assert len(await rows(engine, select(Ticket.id))) == 2
