@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.actions import ActionContext
+from mailgate.db.bulk import flush_new
 from mailgate.db.models import JournalEntry
 from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
@@ -235,6 +236,7 @@ class PipelineWorker:
             known = await Known.load(session, deps.runtime, segment)
             assigner = Assigner(session, deps.runtime.settings.tickets)
             results = [await self._apply_one(session, known, assigner, i) for i in segment]
+            await flush_new(session)
             await _finish(session, segment, results)
         return results
 
