@@ -148,6 +148,8 @@ def _phrase(name: str, utf8: bool) -> list[str]:
 def _pieces(value: str) -> list[str]:
     """``value`` split before each run of spaces and tabs, where a line may be folded;
     the first piece gets the space that follows the field's colon."""
+    if " " not in value and "\t" not in value:  # most ids and addresses: no regex
+        return [f" {value}"]
     return _WORDS.findall(f" {value}")
 
 
