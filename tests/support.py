@@ -1,4 +1,4 @@
-"""Helpers for tests: peer checks, free ports, configs, a daemon in a subprocess."""
+"""Helpers for tests: peer checks, free ports, configs, a daemon in a subprocess, mail."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.db.models import JournalEntry
+from mailgate.outbox.compose import Outgoing
+from mailgate.outbox.wire import Head, text_entity
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -215,3 +219,24 @@ async def api_get(setup: MailgateSetup, path: str, **params) -> dict:
     status, body = await api_call(setup, path, **params)
     assert status == 200, body
     return body
+
+
+def outgoing(
+    kind: str,
+    sender: str,
+    recipients: Sequence[str],
+    subject: str,
+    text: str,
+    auto: str | None = None,
+) -> Outgoing:
+    """A plain mail from ``sender`` to ``recipients``, written as the composer writes."""
+    message_id = make_msgid(domain=sender.rpartition("@")[2])
+    head = Head()
+    head.mailboxes("From", [(sender, "Support Team")])
+    head.mailboxes("To", [(address, "") for address in recipients])
+    head.text("Subject", subject)
+    head.field("Message-ID", message_id)
+    if auto:
+        head.field("Auto-Submitted", auto)
+    raw = head.wire(text_entity(text))
+    return Outgoing(kind, sender, tuple(recipients), message_id, subject, raw)

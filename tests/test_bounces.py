@@ -14,8 +14,6 @@ import asyncio
 import re
 import smtplib
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import select
@@ -33,7 +31,7 @@ from mailgate.db.models import (
     Ticket,
 )
 from mailgate.db.session import create_engine, sessions
-from mailgate.outbox.queue import enqueue
+from mailgate.outbox.queue import enqueue_outgoing
 from mailgate.outbox.transport import SmtpTransport
 from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.dsn import read_reports
@@ -45,6 +43,7 @@ from tests.support import (
     MailgateSetup,
     api_get,
     daemon_running,
+    outgoing,
     wait_until,
 )
 from tests.test_pipeline import mail, send, sent_to, settled
@@ -170,22 +169,13 @@ async def test_automatic_mail_is_held_back_from_suppressed_addresses(engine, sma
 
 
 def _enqueue(session, recipients: list[str], automatic: bool) -> OutboxItem:
-    message = EmailMessage()
-    message["From"] = "support@example.test"
-    message["To"] = ", ".join(recipients)
-    message["Subject"] = "Automatic" if automatic else "A person's reply"
-    message["Message-ID"] = make_msgid(domain="example.test")
-    if automatic:
-        message["Auto-Submitted"] = "auto-replied"
-    message.set_content("Hello")
-    return enqueue(
-        session,
-        message,
-        kind="acknowledgement" if automatic else "relay",
-        envelope_from="support@example.test",
-        recipients=recipients,
-        ticket=None,
+    route = "support@example.test"
+    composed = (
+        outgoing("acknowledgement", route, recipients, "Automatic", "Hello", "auto-replied")
+        if automatic
+        else outgoing("relay", route, recipients, "A person's reply", "Hello")
     )
+    return enqueue_outgoing(session, composed, ticket=None)
 
 
 # -- through a real daemon ---------------------------------------------------------

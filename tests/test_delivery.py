@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import select, update
@@ -18,10 +17,11 @@ from sqlalchemy import select, update
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import DeliveryAttempt, OutboxItem, Suppression
 from mailgate.db.session import create_engine, sessions
-from mailgate.outbox.queue import enqueue, suppressed
+from mailgate.outbox.compose import Outgoing
+from mailgate.outbox.queue import enqueue_outgoing, suppressed
 from mailgate.outbox.transport import CaptureTransport, Delivery, SendResult, SmtpTransport
 from mailgate.outbox.worker import DeliveryWorker
-from tests.support import free_port, wait_until
+from tests.support import free_port, outgoing, wait_until
 
 FROM = "support@example.test"
 TO = "carol@client.test"
@@ -33,30 +33,15 @@ async def db(engine):
     return engine
 
 
-def mail(n: int = 1, to: str = TO, subject: str = "Your ticket") -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = f"Support Team <{FROM}>"
-    message["To"] = to
-    message["Subject"] = f"{subject} {n}"
-    message["Message-ID"] = make_msgid(domain="example.test")
-    message.set_content(f"Hello,\n.a line that starts with a dot\nmessage {n}: grüße, ünïcode\n")
-    return message
+def mail(n: int = 1, recipients: tuple[str, ...] = (TO,), subject: str = "Your ticket") -> Outgoing:
+    text = f"Hello,\n.a line that starts with a dot\nmessage {n}: grüße, ünïcode\n"
+    return outgoing("acknowledgement", FROM, recipients, f"{subject} {n}", text)
 
 
-async def add(engine, count: int = 1, recipients: tuple[str, ...] = (TO,), **kw) -> list[int]:
+async def add(engine, count: int = 1, **kw) -> list[int]:
     """Enqueue ``count`` messages in one transaction, as the pipeline does."""
     async with sessions(engine).begin() as session:
-        items = [
-            enqueue(
-                session,
-                mail(n, to=recipients[0], **kw),
-                kind="acknowledgement",
-                envelope_from=FROM,
-                recipients=recipients,
-                ticket=None,
-            )
-            for n in range(count)
-        ]
+        items = [enqueue_outgoing(session, mail(n, **kw), ticket=None) for n in range(count)]
     return [item.id for item in items]
 
 
@@ -295,12 +280,10 @@ async def test_a_failing_transport_defers_and_the_worker_keeps_running(db):
 
 
 async def test_enqueue_needs_a_message_id_and_joins_the_callers_transaction(db):
-    message = mail()
-    del message["Message-ID"]
     async with sessions(db)() as session:
         with pytest.raises(ValueError, match="Message-ID"):
-            enqueue(session, message, kind="ack", envelope_from=FROM, recipients=[TO], ticket=None)
-        enqueue(session, mail(), kind="ack", envelope_from=FROM, recipients=[TO], ticket=None)
+            enqueue_outgoing(session, replace(mail(), message_id=""), ticket=None)
+        enqueue_outgoing(session, mail(), ticket=None)
         await session.rollback()
     assert await items(db) == []
 

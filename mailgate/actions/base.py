@@ -69,7 +69,7 @@ def known_agent(runtime: RuntimeConfig, email: str) -> str:
 def queue_mail(session: AsyncSession, ticket: Ticket, outgoing: Outgoing) -> None:
     """Put ``outgoing`` in the outbox; a reply to it threads back to ``ticket``."""
     enqueue_outgoing(session, outgoing, ticket)
-    session.add(ThreadRef(message_id=outgoing.message["Message-ID"], ticket=ticket))
+    session.add(ThreadRef(message_id=outgoing.message_id, ticket=ticket))
 
 
 async def customer_thread(session: AsyncSession, ticket: Ticket) -> InReplyTo:

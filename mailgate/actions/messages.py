@@ -54,8 +54,8 @@ async def agent_reply(
     )
     queue_mail(session, ticket, outgoing)
     message = _message(ctx, ticket, "agent", agent, text, now, journal_id, content_sha256)
-    message.message_id = source_message_id or outgoing.message["Message-ID"]
-    message.subject = str(outgoing.message["Subject"])
+    message.message_id = source_message_id or outgoing.message_id
+    message.subject = outgoing.subject
     message.to_addrs = [email for email, _ in customer]
     message.cc_addrs = [email for email, _ in cc]
     await _store(session, ticket, message, attachments, thread_ref=bool(source_message_id))

@@ -14,7 +14,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from mailgate.outbox.queue import serialise
+from mailgate.outbox.wire import needs_smtputf8, serialise
 from mailgate.pipeline.journal import Arrival
 
 SOURCE = "web"
@@ -75,7 +75,7 @@ def build_message(mail: WebMail, hostname: str, peer: str) -> EmailMessage:
 def arrival(mail: WebMail, recipient: str, hostname: str, peer: str) -> Arrival:
     """The journal arrival: envelope from the person, to ``recipient`` (one of ours)."""
     message = build_message(mail, hostname, peer)
-    raw = serialise(message, [mail.sender_email, recipient])
+    raw = serialise(message, needs_smtputf8([mail.sender_email, mail.to, recipient]))
     return Arrival(SOURCE, mail.sender_email, (recipient,), raw, peer=peer, helo="web")
 
 

@@ -1,8 +1,10 @@
-"""Composing outgoing mail: templates in, fully-headed ``EmailMessage`` out.
+"""Composing outgoing mail: templates in, the wire bytes of a fully-headed message out.
 
 Every message carries a Message-ID, In-Reply-To/References to the thread,
 Thread-Topic/Thread-Index (Outlook threads on those), ``X-Loop`` with the route's
-address, a signed ``Reply-To`` and, on automatic mail, ``Auto-Submitted``.
+address, a signed ``Reply-To`` and, on automatic mail, ``Auto-Submitted``. The headers
+are written from the values we have (``wire.py``); only a reply with attachments is
+built by the standard library's MIME classes.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from mailgate.config import Route
 from mailgate.db.models import Ticket
 from mailgate.outbox.templates import MailTemplates
+from mailgate.outbox.wire import Head, serialise, text_entity, transfer_encoding
 from mailgate.signing import Signer
 
 MAX_REFERENCES = 20
@@ -28,10 +31,14 @@ _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Outgoing:
-    message: EmailMessage
+    """A composed mail: its envelope, its wire bytes, and what callers record of it."""
+
     kind: str
     envelope_from: str
     recipients: tuple[str, ...]
+    message_id: str
+    subject: str
+    raw: bytes  # the whole message, CRLF line ends
 
 
 @dataclass(frozen=True)
@@ -82,16 +89,12 @@ class Composer:
         mail = self._templates.render(
             "login_link", route.locale, name=name, url=f"{self._base_url}{path}"
         )
-        message = EmailMessage()
-        message["From"] = HeaderAddress(team_name(route), addr_spec=route.address)
-        message["To"] = HeaderAddress(name, addr_spec=agent)
-        message["Subject"] = mail.subject
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = make_msgid(domain=route.address.rpartition("@")[2])
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-Loop"] = route.address
-        message.set_content(mail.body)
-        return Outgoing(message, "login_link", route.address, (agent,))
+        head, message_id = _head(route, team_name(route), mail.subject, datetime.now(UTC))
+        head.mailboxes("To", [(agent, name)])
+        head.field("Auto-Submitted", "auto-generated")
+        head.field("X-Loop", route.address)
+        raw = head.wire(text_entity(mail.body))
+        return Outgoing("login_link", route.address, (agent,), message_id, mail.subject, raw)
 
     def acknowledgement(
         self, ticket: Ticket, route: Route, parent: InReplyTo, customer_name: str
@@ -115,11 +118,13 @@ class Composer:
             portal_url=self.portal_url(ticket.code),
             team_name=team_name(route),
         )
-        message = self._headers(ticket, route, mail.subject, parent, auto)
-        message["To"] = HeaderAddress(customer_name, addr_spec=ticket.customer_email)
-        message["Reply-To"] = self._signer.reply_address(route.address, ticket.code)
-        message.set_content(mail.body)
-        return Outgoing(message, kind, route.address, (ticket.customer_email,))
+        head, message_id = self._headers(ticket, route, mail.subject, parent, auto)
+        head.mailboxes("To", [(ticket.customer_email, customer_name)])
+        head.mailboxes("Reply-To", [(self._signer.reply_address(route.address, ticket.code), "")])
+        raw = head.wire(text_entity(mail.body))
+        return Outgoing(
+            kind, route.address, (ticket.customer_email,), message_id, mail.subject, raw
+        )
 
     def agent_notification(
         self, ticket: Ticket, route: Route, parent: InReplyTo, agent: str, **details: object
@@ -165,11 +170,13 @@ class Composer:
             note_address=self._signer.note_address(route.address, ticket.code, agent),
             **details,
         )
-        message = self._headers(ticket, route, mail.subject, parent, auto or "auto-generated")
-        message["To"] = agent
-        message["Reply-To"] = reply_to
-        message.set_content(mail.body)
-        return Outgoing(message, kind, route.address, (agent,))
+        head, message_id = self._headers(
+            ticket, route, mail.subject, parent, auto or "auto-generated"
+        )
+        head.mailboxes("To", [(agent, "")])
+        head.mailboxes("Reply-To", [(reply_to, "")])
+        raw = head.wire(text_entity(mail.body))
+        return Outgoing(kind, route.address, (agent,), message_id, mail.subject, raw)
 
     def agent_reply(
         self, ticket: Ticket, route: Route, parent: InReplyTo, reply: Reply
@@ -187,19 +194,17 @@ class Composer:
         )
         team = team_name(route)
         shown = f"{reply.agent_name} via {team}" if reply.agent_name else team
-        message = self._headers(ticket, route, mail.subject, parent, auto=None, sender=shown)
-        message["To"] = [HeaderAddress(name, addr_spec=email) for email, name in reply.to]
+        head, message_id = self._headers(ticket, route, mail.subject, parent, None, shown)
+        head.mailboxes("To", reply.to)
         if reply.cc:
-            message["Cc"] = [HeaderAddress(name, addr_spec=email) for email, name in reply.cc]
-        message["Reply-To"] = self._signer.reply_address(route.address, ticket.code)
-        message.set_content(mail.body)
-        for attachment in reply.attachments:
-            maintype, _, subtype = attachment.content_type.partition("/")
-            message.add_attachment(
-                attachment.data, maintype, subtype or "octet-stream", filename=attachment.filename
-            )
+            head.mailboxes("Cc", reply.cc)
+        head.mailboxes("Reply-To", [(self._signer.reply_address(route.address, ticket.code), "")])
+        entity = (
+            _mixed(mail.body, reply.attachments) if reply.attachments else text_entity(mail.body)
+        )
         recipients = tuple(email for email, _ in (*reply.to, *reply.cc))
-        return Outgoing(message, "agent_reply", route.address, recipients)
+        raw = head.wire(entity)
+        return Outgoing("agent_reply", route.address, recipients, message_id, mail.subject, raw)
 
     def _headers(
         self,
@@ -209,24 +214,45 @@ class Composer:
         parent: InReplyTo,
         auto: str | None,
         sender: str = "",
-    ) -> EmailMessage:
-        """The headers every mail of a ticket has; ``auto`` None for a person's mail."""
+    ) -> tuple[Head, str]:
+        """The headers every mail of a ticket has, and its Message-ID; ``auto`` None
+        for a person's mail."""
         now = datetime.now(UTC)
-        domain = route.address.rpartition("@")[2]
-        message = EmailMessage()
-        message["From"] = HeaderAddress(sender or team_name(route), addr_spec=route.address)
-        message["Subject"] = subject
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = make_msgid(domain=domain)
-        message["In-Reply-To"] = parent.message_id
-        message["References"] = " ".join(parent.chain())
-        message["Thread-Topic"] = ticket.subject or ticket.code
-        message["Thread-Index"] = thread_index(ticket.code, ticket.created_at, now)
+        head, message_id = _head(route, sender or team_name(route), subject, now)
+        head.field("In-Reply-To", parent.message_id)
+        head.field("References", " ".join(parent.chain()))
+        head.text("Thread-Topic", ticket.subject or ticket.code)
+        head.field("Thread-Index", thread_index(ticket.code, ticket.created_at, now))
         if auto:
-            message["Auto-Submitted"] = auto
-        message["X-Loop"] = route.address
-        message["X-Mailgate-Ticket"] = ticket.code
-        return message
+            head.field("Auto-Submitted", auto)
+        head.field("X-Loop", route.address)
+        head.field("X-Mailgate-Ticket", ticket.code)
+        return head, message_id
+
+
+def _head(route: Route, sender: str, subject: str, now: datetime) -> tuple[Head, str]:
+    """The headers every mail has, from ``sender`` at the route's address; and its
+    Message-ID."""
+    message_id = make_msgid(domain=route.address.rpartition("@")[2])
+    head = Head()
+    head.mailboxes("From", [(route.address, sender)])
+    head.text("Subject", subject)
+    head.field("Date", format_datetime(now))
+    head.field("Message-ID", message_id)
+    return head, message_id
+
+
+def _mixed(text: str, attachments: Sequence[NewAttachment]) -> bytes:
+    """``text`` and ``attachments`` as a multipart/mixed entity. Rare, so the standard
+    library writes it (base64 parts, RFC 2231 names for non-ASCII file names)."""
+    entity = EmailMessage()
+    entity.set_content(text, cte=transfer_encoding(text))
+    for attachment in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        entity.add_attachment(
+            attachment.data, maintype, subtype or "octet-stream", filename=attachment.filename
+        )
+    return serialise(entity)
 
 
 def team_name(route: Route) -> str:
