@@ -38,6 +38,7 @@ from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
+from mailgate.workers import DELIVERY, PIPELINE, WorkerProcess, listen_for_wakes
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +55,15 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self.status = DaemonStatus()  # read by the status page and the metrics
+        self.workers = WorkerProcess(runtime.config_path)  # pipeline and delivery
 
     def request_stop(self) -> None:
         self._stop.set()
 
     def reload(self) -> None:
         self.notifier.notify("RELOADING=1")
-        try:
-            stale = self.runtime.reload()
-        except ConfigError as exc:
-            log.error("reload failed, keeping the running config: %s", exc)
-        else:
-            log.info("config reloaded from %s", self.runtime.loaded.source)
-            if stale:
-                log.warning("changes to [%s] need a restart", "], [".join(stale))
+        reload_config(self.runtime)
+        self.workers.reload()
         self.notifier.notify("READY=1")
 
     async def run(self) -> None:
@@ -78,18 +74,21 @@ class Daemon:
             if settings.database.auto_migrate:
                 await _guard("database upgrade", upgrade(engine))
             deps = pipeline_deps(self.runtime)
-            delivery, pipeline = self._workers(engine, deps)
-            journal = Journal(engine, settings.database.write_timeout_seconds, pipeline.wake)
+            workers = self.workers
+            timeout = settings.database.write_timeout_seconds
+            journal = Journal(engine, timeout, workers.wake_pipeline)
             stack.push_async_callback(journal.close)
+            # The admin's "reprocess" runs here, in a pipeline of the web's own.
+            again = PipelineWorker(engine, deps, node_id(), workers.wake_delivery)
             web_context = WebContext(
                 engine,
                 self.runtime,
                 deps.signer,
                 deps.composer,
                 journal,
-                delivery.wake,
+                workers.wake_delivery,
                 self.status,
-                functools.partial(reprocess_entries, pipeline, engine),
+                functools.partial(reprocess_entries, again, engine),
             )
             web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
@@ -97,13 +96,12 @@ class Daemon:
                 settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
             )
             servers = await self._start_listeners(journal, registry)
-            self.status.imap = self._imap_intakes(engine, pipeline.wake)
+            self.status.imap = self._imap_intakes(engine, workers.wake_pipeline)
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
             async with asyncio.TaskGroup() as group:
-                workers = {"pipeline": pipeline, "delivery": delivery}
-                worker_tasks = [group.create_task(w.run(), name=n) for n, w in workers.items()]
+                group.create_task(workers.run(), name="workers")
                 others = [group.create_task(self.notifier.watchdog(), name="watchdog")]
                 others += [  # IMAP intake: one task per [[imap]] mailbox
                     group.create_task(intake.run(), name=f"imap:{intake.config.name}")
@@ -117,23 +115,8 @@ class Daemon:
                 await registry.drain(settings.smtp.shutdown_grace_seconds)
                 for task in others:
                     task.cancel()
-                await _finish(workers.values(), worker_tasks, WORKER_GRACE_SECONDS)
+                await workers.stop(WORKER_GRACE_SECONDS + 5)
         log.info("mailgate stopped")
-
-    def _workers(self, engine, deps: PipelineDeps) -> tuple[DeliveryWorker, PipelineWorker]:
-        """The delivery worker, and the pipeline worker that wakes it for new mail."""
-        outbound = self.runtime.settings.outbound
-        node = node_id()
-        delivery = DeliveryWorker(
-            engine,
-            transport_for(outbound),
-            node,
-            backoff_base=outbound.retry_base_seconds,
-            backoff_cap=outbound.retry_cap_seconds,
-            give_up_after=timedelta(hours=outbound.give_up_after_hours),
-            return_path=return_paths(self.runtime, deps.signer),
-        )
-        return delivery, PipelineWorker(engine, deps, node, delivery.wake)
 
     def _imap_intakes(self, engine, on_commit: Callable[[], None]) -> list[ImapIntake]:
         """One intake per ``[[imap]]`` mailbox; each journals straight into ``engine``."""
@@ -166,6 +149,56 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+
+async def run_workers(runtime: RuntimeConfig, wake_fd: int) -> None:
+    """``mailgate work``: the pipeline and delivery workers, woken by the daemon over
+    ``wake_fd`` (see ``workers.py``); SIGTERM, or the daemon gone, ends them."""
+    engine = engine_for(runtime.settings.database)
+    try:
+        delivery, pipeline = _workers(runtime, engine, pipeline_deps(runtime))
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)
+        loop.add_signal_handler(signal.SIGINT, lambda: None)  # the daemon decides
+        loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_config, runtime))
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(worker.run()) for worker in (pipeline, delivery)]
+            wakes = {PIPELINE: pipeline.wake, DELIVERY: delivery.wake}
+            listener = group.create_task(listen_for_wakes(wake_fd, wakes, stopped.set))
+            await stopped.wait()
+            listener.cancel()
+            await _finish((pipeline, delivery), tasks, WORKER_GRACE_SECONDS)
+    finally:
+        await engine.dispose()
+
+
+def _workers(runtime: RuntimeConfig, engine, deps: PipelineDeps):
+    """The delivery worker, and the pipeline worker that wakes it for new mail."""
+    outbound = runtime.settings.outbound
+    node = node_id()
+    delivery = DeliveryWorker(
+        engine,
+        transport_for(outbound),
+        node,
+        backoff_base=outbound.retry_base_seconds,
+        backoff_cap=outbound.retry_cap_seconds,
+        give_up_after=timedelta(hours=outbound.give_up_after_hours),
+        return_path=return_paths(runtime, deps.signer),
+    )
+    return delivery, PipelineWorker(engine, deps, node, delivery.wake)
+
+
+def reload_config(runtime: RuntimeConfig) -> None:
+    """SIGHUP: read the config again; a bad one leaves the running one in force."""
+    try:
+        stale = runtime.reload()
+    except ConfigError as exc:
+        log.error("reload failed, keeping the running config: %s", exc)
+        return
+    log.info("config reloaded from %s", runtime.loaded.source)
+    if stale:
+        log.warning("changes to [%s] need a restart", "], [".join(stale))
 
 
 async def _finish(workers, tasks: list[asyncio.Task], grace: float) -> None:

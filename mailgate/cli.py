@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the daemon")
+    work = commands.add_parser(
+        "work", help="run the pipeline and delivery workers (mailgate serve starts this)"
+    )
+    work.add_argument("--wake-fd", type=int, required=True, metavar="FD")
     deliver = commands.add_parser(
         "deliver", help="store one message from standard input (MTA pipe transport)"
     )
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(loaded.settings.log.level, plain=args.command == "deliver")
     handlers = {
         "serve": _serve,
+        "work": _work,
         "deliver": _deliver,
         "check-config": _check_config,
         "reprocess": _reprocess,
@@ -81,6 +86,14 @@ def _serve(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return EX_SOFTWARE
+    return 0
+
+
+def _work(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from mailgate.app import run_workers
+    from mailgate.runtime import RuntimeConfig
+
+    asyncio.run(run_workers(RuntimeConfig(loaded, args.config), args.wake_fd))
     return 0
 
 

@@ -22,6 +22,11 @@ class RuntimeConfig:
         self.routes = _route_table(loaded.settings)
 
     @property
+    def config_path(self) -> str | None:
+        """The config file named on the command line, if one was."""
+        return self._explicit
+
+    @property
     def settings(self) -> Settings:
         return self.loaded.settings
 

@@ -1,0 +1,120 @@
+"""The pipeline and delivery workers in a process of their own.
+
+Taking mail in (SMTP, LMTP, IMAP, the web) and processing it (pipeline, delivery)
+each want a CPU core, and one Python process has the use of one. ``mailgate serve``
+therefore runs the workers in a child process, ``mailgate work``, restarts it should
+it die, and wakes it over a socket pair when there is new work: ``p`` for journal
+entries, ``d`` for outgoing mail. Otherwise they share only the database, exactly as
+two nodes do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+
+log = logging.getLogger(__name__)
+
+PIPELINE, DELIVERY = b"p", b"d"
+RESTART_PAUSE_SECONDS = (1.0, 30.0)  # first and longest pause before a restart
+
+
+def work_command(config_path: str | None, wake_fd: int) -> list[str]:
+    """The command line of the child: the same config as ours, found the same way."""
+    config = ["--config", config_path] if config_path else []
+    return [sys.executable, "-m", "mailgate", *config, "work", "--wake-fd", str(wake_fd)]
+
+
+class WorkerProcess:
+    """The parent's side: runs ``mailgate work`` until ``stop()``, and wakes it."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self._config_path = config_path
+        self._socket: socket.socket | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = asyncio.Event()
+
+    def wake_pipeline(self) -> None:
+        self._send(PIPELINE)
+
+    def wake_delivery(self) -> None:
+        self._send(DELIVERY)
+
+    def reload(self) -> None:
+        """The child reads the config again too (SIGHUP)."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGHUP)
+
+    async def run(self) -> None:
+        """Start the child and start it again whenever it exits, until ``stop()``."""
+        pause = RESTART_PAUSE_SECONDS[0]
+        while not self._stopping.is_set():
+            code = await self._run_once()
+            if self._stopping.is_set():
+                return
+            log.error("worker process exited with status %s; restarting in %gs", code, pause)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._stopping.wait()
+            pause = min(pause * 2, RESTART_PAUSE_SECONDS[1])
+
+    async def stop(self, grace: float) -> None:
+        """Let the child finish its current passes (SIGTERM), then end it."""
+        self._stopping.set()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            async with asyncio.timeout(grace):
+                await process.wait()
+        except TimeoutError:
+            log.error("worker process did not stop in %gs; killing it", grace)
+            process.kill()
+            await process.wait()
+
+    async def _run_once(self) -> int:
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        environment = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *work_command(self._config_path, theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                env=environment,
+            )
+        finally:
+            theirs.close()
+        self._socket = ours
+        try:
+            return await self._process.wait()
+        finally:
+            self._socket = None
+            ours.close()
+
+    def _send(self, what: bytes) -> None:
+        # A full buffer already holds a wake-up; a dead child is being restarted.
+        if self._socket is not None:
+            with suppress(OSError):
+                self._socket.send(what)
+
+
+async def listen_for_wakes(
+    fd: int, wakes: Mapping[bytes, Callable[[], None]], on_parent_gone: Callable[[], None]
+) -> None:
+    """The child's side: call ``wakes[code]`` per code received; ``on_parent_gone``
+    when the socket closes (the parent exited: stop too)."""
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    with sock:
+        while data := await loop.sock_recv(sock, 4096):
+            for code in set(data):
+                wakes.get(bytes([code]), lambda: None)()
+    on_parent_gone()
