@@ -18,20 +18,20 @@ async def flush_new(session: AsyncSession) -> None:
     """Flush ``session``: its new objects that nothing points at go in bulk.
 
     Those objects are written, not tracked: they leave the session without ids, so
-    only call this when nothing reads them afterwards.
+    only call this when nothing reads them afterwards. Their rows are made before
+    the first write, so a SQLite writer holds the database lock for the INSERTs only.
     """
     pending = list(session.new)
     pointed_at = {id(target) for obj in pending for target in _targets(obj)}
-    bulk = [obj for obj in pending if id(obj) not in pointed_at]
-    for obj in bulk:
-        session.expunge(obj)
+    groups: dict[tuple, list[_Row]] = {}
+    for obj in pending:
+        if id(obj) not in pointed_at:
+            row = _Row(obj)
+            groups.setdefault((type(obj), tuple(sorted(row.values))), []).append(row)
+            session.expunge(obj)
     await session.flush()  # the rest: pointed-at new rows and changes to loaded ones
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for obj in bulk:
-        row = _row(obj)
-        groups.setdefault((type(obj), tuple(sorted(row))), []).append(row)
     for (model, _), rows in groups.items():
-        await session.execute(insert(model.__table__), rows)
+        await session.execute(insert(model.__table__), [row.resolved() for row in rows])
 
 
 def _targets(obj: object) -> list[object]:
@@ -40,14 +40,26 @@ def _targets(obj: object) -> list[object]:
     return [target for target in found if target is not None]
 
 
-def _row(obj: object) -> dict[str, Any]:
-    """The column values set on ``obj``, with each relationship as its foreign key."""
-    state = inspect(obj)
-    values = state.dict
-    row = {attr.key: values[attr.key] for attr in state.mapper.column_attrs if attr.key in values}
-    for rel in state.mapper.relationships:
-        target = values.get(rel.key)
-        if target is not None:
-            for local, remote in rel.local_remote_pairs:
-                row[local.key] = getattr(target, remote.key)
-    return row
+class _Row:
+    """The column values set on an object, and the foreign keys its relationships
+    give once their targets have ids."""
+
+    def __init__(self, obj: object) -> None:
+        state = inspect(obj)
+        values = state.dict
+        self.values: dict[str, Any] = {
+            attr.key: values[attr.key] for attr in state.mapper.column_attrs if attr.key in values
+        }
+        self._links = []
+        for rel in state.mapper.relationships:
+            target = values.get(rel.key)
+            if target is not None:
+                self._links += [
+                    (local.key, target, remote.key) for local, remote in rel.local_remote_pairs
+                ]
+                self.values.update((local.key, None) for local, _ in rel.local_remote_pairs)
+
+    def resolved(self) -> dict[str, Any]:
+        for key, target, remote_key in self._links:
+            self.values[key] = getattr(target, remote_key)
+        return self.values

@@ -30,7 +30,7 @@ from mailgate.db.models import Message, Ticket
 from mailgate.db.records import audit
 from mailgate.outbox.compose import InReplyTo
 from mailgate.pipeline.commands import Command, Commands, has_content, parse_commands
-from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.inbound import Inbound
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ async def _post(session, ctx, inbound: Inbound, ticket, parsed: Commands, note: 
         attachments,
         journal_id=inbound.entry_id,
         source_message_id=inbound.message.message_id,
-        content_sha256=content_fingerprint(inbound.message),
+        content_sha256=inbound.fingerprint,
     )
     return message, "note" if note else "reply"
 

@@ -18,7 +18,7 @@ from mailgate.config import Route
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
-from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.known import Known
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
@@ -117,7 +117,7 @@ def message_from(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> 
         journal_id=inbound.entry_id,
         kind=kind,
         message_id=parsed.message_id,
-        content_sha256=content_fingerprint(parsed),
+        content_sha256=inbound.fingerprint,
         from_name=inbound.sender_name[:255],
         from_email=inbound.sender_email,
         subject=parsed.subject,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from mailgate.message import ParsedMessage
 from mailgate.pipeline.agents import NOT_AN_AGENT, AgentCheck
@@ -27,6 +28,11 @@ class Inbound:
     @property
     def sender_email(self) -> str:
         return self.message.sender.email.lower() if self.message.sender else ""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """``content_fingerprint`` of the message (asked for several times per entry)."""
+        return content_fingerprint(self.message)
 
     @property
     def customer_email(self) -> str:

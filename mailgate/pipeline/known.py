@@ -22,7 +22,7 @@ from mailgate.db.models import Message, Participant, RateEvent, Suppression, Thr
 from mailgate.db.session import utc
 from mailgate.outbox.ratelimit import Limit
 from mailgate.pipeline.codes import codes_in, unused_codes
-from mailgate.pipeline.inbound import Inbound, content_fingerprint
+from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.thread import thread_ids
 from mailgate.runtime import RuntimeConfig
 
@@ -64,10 +64,10 @@ class Known:
 
     def is_stored(self, inbound: Inbound) -> bool:
         """The same Message-ID with the same content is already a message."""
-        return (inbound.message.message_id, content_fingerprint(inbound.message)) in self._stored
+        return (inbound.message.message_id, inbound.fingerprint) in self._stored
 
     def stored(self, inbound: Inbound) -> None:
-        self._stored.add((inbound.message.message_id, content_fingerprint(inbound.message)))
+        self._stored.add((inbound.message.message_id, inbound.fingerprint))
 
     async def _load_stored(self, inbounds: Sequence[Inbound]) -> None:
         ids = {inbound.message.message_id for inbound in inbounds}
