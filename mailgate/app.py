@@ -38,7 +38,7 @@ from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
-from mailgate.workers import DELIVERY, PIPELINE, WorkerProcess, listen_for_wakes
+from mailgate.workers import DELIVERY, PIPELINE, RELOAD, WorkerProcess, listen_for_wakes
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,22 @@ class Daemon:
         self._stop = asyncio.Event()
         self.status = DaemonStatus()  # read by the status page and the metrics
         self.workers = WorkerProcess(runtime.config_path)  # pipeline and delivery
+        self._reloading: asyncio.Future | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
+        self.workers.stopping()
 
     def reload(self) -> None:
+        self._reloading = asyncio.ensure_future(self._reload())
+
+    async def _reload(self) -> None:
+        """The worker process first: mail for a route this reload adds is accepted
+        only once the pipeline knows the route."""
         self.notifier.notify("RELOADING=1")
+        if not await self.workers.reload():
+            log.warning("the worker process did not confirm the reload")
         reload_config(self.runtime)
-        self.workers.reload()
         self.notifier.notify("READY=1")
 
     async def run(self) -> None:
@@ -161,10 +169,11 @@ async def run_workers(runtime: RuntimeConfig, wake_fd: int) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stopped.set)
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the daemon decides
-        loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_config, runtime))
+        reload = functools.partial(reload_config, runtime)
+        loop.add_signal_handler(signal.SIGHUP, reload)  # the daemon asks over the socket
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(worker.run()) for worker in (pipeline, delivery)]
-            wakes = {PIPELINE: pipeline.wake, DELIVERY: delivery.wake}
+            wakes = {PIPELINE: pipeline.wake, DELIVERY: delivery.wake, RELOAD: reload}
             listener = group.create_task(listen_for_wakes(wake_fd, wakes, stopped.set))
             await stopped.wait()
             listener.cancel()

@@ -4,8 +4,10 @@ Taking mail in (SMTP, LMTP, IMAP, the web) and processing it (pipeline, delivery
 each want a CPU core, and one Python process has the use of one. ``mailgate serve``
 therefore runs the workers in a child process, ``mailgate work``, restarts it should
 it die, and wakes it over a socket pair when there is new work: ``p`` for journal
-entries, ``d`` for outgoing mail. Otherwise they share only the database, exactly as
-two nodes do.
+entries, ``d`` for outgoing mail. ``r`` asks it to read the config again, and it
+answers ``r`` when it has: the daemon reloads only then, so mail for a route that a
+reload adds is never processed by a worker that does not know the route yet.
+Otherwise they share only the database, exactly as two nodes do.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -21,7 +22,8 @@ from contextlib import suppress
 
 log = logging.getLogger(__name__)
 
-PIPELINE, DELIVERY = b"p", b"d"
+PIPELINE, DELIVERY, RELOAD = b"p", b"d", b"r"
+RELOAD_WAIT_SECONDS = 10.0
 RESTART_PAUSE_SECONDS = (1.0, 30.0)  # first and longest pause before a restart
 
 
@@ -39,6 +41,7 @@ class WorkerProcess:
         self._socket: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
+        self._reloaded = asyncio.Event()
 
     def wake_pipeline(self) -> None:
         self._send(PIPELINE)
@@ -46,10 +49,22 @@ class WorkerProcess:
     def wake_delivery(self) -> None:
         self._send(DELIVERY)
 
-    def reload(self) -> None:
-        """The child reads the config again too (SIGHUP)."""
-        if self._process is not None and self._process.returncode is None:
-            self._process.send_signal(signal.SIGHUP)
+    async def reload(self) -> bool:
+        """Have the child read the config again; True once it says it has."""
+        if self._socket is None:
+            return False
+        self._reloaded.clear()
+        self._send(RELOAD)
+        try:
+            async with asyncio.timeout(RELOAD_WAIT_SECONDS):
+                await self._reloaded.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def stopping(self) -> None:
+        """The daemon is stopping: a child that exits now is not started again."""
+        self._stopping.set()
 
     async def run(self) -> None:
         """Start the child and start it again whenever it exits, until ``stop()``."""
@@ -66,7 +81,7 @@ class WorkerProcess:
 
     async def stop(self, grace: float) -> None:
         """Let the child finish its current passes (SIGTERM), then end it."""
-        self._stopping.set()
+        self.stopping()
         process = self._process
         if process is None or process.returncode is not None:
             return
@@ -92,11 +107,19 @@ class WorkerProcess:
         finally:
             theirs.close()
         self._socket = ours
+        answers = asyncio.create_task(self._read_answers(ours))
         try:
             return await self._process.wait()
         finally:
             self._socket = None
+            answers.cancel()
             ours.close()
+
+    async def _read_answers(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while data := await loop.sock_recv(sock, 64):
+            if RELOAD in data:
+                self._reloaded.set()
 
     def _send(self, what: bytes) -> None:
         # A full buffer already holds a wake-up; a dead child is being restarted.
@@ -108,13 +131,16 @@ class WorkerProcess:
 async def listen_for_wakes(
     fd: int, wakes: Mapping[bytes, Callable[[], None]], on_parent_gone: Callable[[], None]
 ) -> None:
-    """The child's side: call ``wakes[code]`` per code received; ``on_parent_gone``
-    when the socket closes (the parent exited: stop too)."""
+    """The child's side: call ``wakes[code]`` per code received, in order, and answer
+    a reload once done; ``on_parent_gone`` when the socket closes (the parent exited:
+    stop too)."""
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     with sock:
         while data := await loop.sock_recv(sock, 4096):
-            for code in set(data):
-                wakes.get(bytes([code]), lambda: None)()
+            for code in dict.fromkeys(bytes([byte]) for byte in data):
+                wakes.get(code, lambda: None)()
+                if code == RELOAD:
+                    await loop.sock_sendall(sock, RELOAD)
     on_parent_gone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import smtplib
 import sqlite3
@@ -168,6 +169,33 @@ async def test_sighup_reloads_routes_without_dropping_connections(mailgate, engi
         assert refused == {}
     entries = await journal_entries(engine)
     assert [e.recipients for e in entries] == [["sales@example.test"]] * 2
+    # The worker process reloaded before the daemon did: the new route's mail becomes
+    # tickets, never "no route" in quarantine.
+    states = await wait_until(_all_processed(engine, 2), "both entries processed")
+    assert states == ["done", "done"], [e.error for e in await journal_entries(engine)]
+
+
+def _all_processed(engine, count: int):
+    async def check():
+        states = [entry.state for entry in await journal_entries(engine)]
+        waiting = len(states) < count or {"pending", "processing"} & set(states)
+        return None if waiting else states
+
+    return check
+
+
+async def test_a_worker_process_that_dies_is_started_again(mailgate, engine):
+    """The pipeline runs in ``mailgate work``, a child of the daemon: killed, it is
+    started again, and mail accepted meanwhile still becomes tickets."""
+    children = await asyncio.create_subprocess_exec(
+        "pgrep", "-P", str(mailgate.process.pid), stdout=asyncio.subprocess.PIPE
+    )
+    [worker_pid] = (await children.communicate())[0].split()
+    os.kill(int(worker_pid), signal.SIGKILL)
+    await asyncio.to_thread(send, mailgate.setup.smtp_port, "while-the-worker-was-down")
+    states = await wait_until(_all_processed(engine, 1), "the entry processed", seconds=60)
+    assert states == ["done"]
+    assert "worker process exited" in mailgate.log()
 
 
 async def test_bad_config_on_sighup_keeps_running(mailgate):

@@ -51,13 +51,19 @@ async def take_snapshot(engine: AsyncEngine) -> Snapshot:
     async with AsyncSession(engine) as session:
         journal = await _grouped(session, JournalEntry.state)
         received = await _grouped(session, JournalEntry.source)
-        outbox = await _grouped(session, OutboxItem.state)
-        tickets = await session.scalar(select(func.count()).select_from(Ticket))
-        acks = await session.scalar(
-            select(func.count())
-            .select_from(OutboxItem)
-            .where(OutboxItem.kind == "acknowledgement", OutboxItem.state.in_(ACK_DONE))
+        # Kinds and states in one statement, so the backlog and the acknowledgements
+        # sent are counted at the same moment (delivery runs in another process).
+        rows = await session.execute(
+            select(OutboxItem.kind, OutboxItem.state, func.count()).group_by(
+                OutboxItem.kind, OutboxItem.state
+            )
         )
+        outbox: dict[str, int] = {}
+        acks = 0
+        for kind, state, count in rows:
+            outbox[state] = outbox.get(state, 0) + count
+            acks += count if kind == "acknowledgement" and state in ACK_DONE else 0
+        tickets = await session.scalar(select(func.count()).select_from(Ticket))
         failures = await session.scalar(
             select(func.count()).select_from(DeliveryAttempt).where(DeliveryAttempt.ok.is_(False))
         )
