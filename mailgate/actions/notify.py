@@ -18,7 +18,7 @@ from mailgate.config import Route, parse_rate
 from mailgate.db.models import Ticket
 from mailgate.db.records import audit
 from mailgate.outbox.compose import Outgoing
-from mailgate.outbox.ratelimit import SendingLimits, StoredLimits
+from mailgate.outbox.ratelimit import SendingLimits, StoredLimits, notify_key
 from mailgate.runtime import RuntimeConfig
 
 
@@ -65,8 +65,8 @@ async def notify_agents(
 async def _over_limit(limits: SendingLimits, runtime: RuntimeConfig, ticket, agent: str, now):
     tickets = runtime.settings.tickets
     keys = [
-        (f"notify:{agent}", parse_rate(tickets.notify_rate_limit)),
-        (f"notify:{agent}:{ticket.code}", parse_rate(tickets.notify_ticket_rate_limit)),
+        (notify_key(agent), parse_rate(tickets.notify_rate_limit)),
+        (notify_key(agent, ticket.code), parse_rate(tickets.notify_ticket_rate_limit)),
     ]
     over = await limits.take(keys, now)
     if over is None:

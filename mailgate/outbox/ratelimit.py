@@ -19,6 +19,16 @@ from mailgate.outbox.queue import suppressed
 Limit = tuple[str, tuple[int, int]]  # key, (count, seconds)
 
 
+def ack_key(email: str) -> str:
+    """Acknowledgements to one sender."""
+    return f"ack:{email}"
+
+
+def notify_key(agent: str, code: str = "") -> str:
+    """Notifications to one agent (about one ticket, with ``code``)."""
+    return f"notify:{agent}:{code}" if code else f"notify:{agent}"
+
+
 async def take(session: AsyncSession, limits: Sequence[Limit], now: datetime) -> str | None:
     """Count one event under every key, if all of them are below their limit.
 

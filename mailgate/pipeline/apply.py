@@ -18,6 +18,7 @@ from mailgate.config import Route
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
+from mailgate.outbox.ratelimit import ack_key
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.known import Known
 from mailgate.pipeline.thread import ThreadDecision
@@ -204,7 +205,7 @@ async def _acknowledgement(session, known: Known, runtime, composer, ticket, rou
         reason = f"{email} is suppressed after a hard bounce"
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return None
-    if await known.take([(f"ack:{email}", runtime.settings.tickets.ack_limit)], now):
+    if await known.take([(ack_key(email), runtime.settings.tickets.ack_limit)], now):
         rate = runtime.settings.tickets.ack_rate_limit
         reason = f"acknowledgement rate limit reached for {email} ({rate})"
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)

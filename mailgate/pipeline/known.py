@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.config import parse_rate
 from mailgate.db.models import Message, Participant, RateEvent, Suppression, ThreadRef, Ticket
 from mailgate.db.session import utc
-from mailgate.outbox.ratelimit import Limit
+from mailgate.outbox.ratelimit import Limit, ack_key, notify_key
 from mailgate.pipeline.codes import codes_in, unused_codes
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.thread import thread_ids
@@ -43,7 +43,7 @@ class Known:
         self._suppressed: dict[str, bool] = {}  # lower-case address -> suppressed now
         self._events: dict[str, list[datetime]] = {}  # rate key -> recent events
         self._codes: list[str] = []
-        self._opened: set[str] = set()  # codes of the tickets the batch opened
+        self._agents: set[str] = set()  # the routes' agents, whose rate keys were read
 
     @classmethod
     async def load(
@@ -55,9 +55,9 @@ class Known:
         await known._load_tickets(inbounds)
         await known._load_participants(list(known._by_id.values()))
         senders = {inbound.customer_email for inbound in inbounds}
-        agents = {agent.lower() for route in runtime.settings.routes for agent in route.agents}
-        await known._load_suppressed(senders | agents)
-        await known._load_rate_events(known._rate_keys(senders, agents))
+        known._agents = {a.lower() for route in runtime.settings.routes for a in route.agents}
+        await known._load_suppressed(senders | known._agents)
+        await known._load_rate_events(known._rate_keys(senders))
         return known
 
     # -- duplicates ---------------------------------------------------------------
@@ -79,7 +79,7 @@ class Known:
 
     async def ticket_by_reference(self, message_ids: Sequence[str]) -> Ticket | None:
         """The ticket of the first of ``message_ids`` we stored or sent (merges followed)."""
-        await self._load_refs([mid for mid in message_ids if mid not in self._refs])
+        await self._load_refs(message_ids)
         for message_id in message_ids:
             if self._refs.get(message_id) is not None:
                 return await self._survivor(self._refs[message_id])
@@ -96,10 +96,11 @@ class Known:
         self._refs[message_id] = ticket
 
     def opened(self, ticket: Ticket) -> None:
-        """A ticket the batch created, with its customer as the only participant."""
+        """A ticket the batch created: its customer is its only participant, and no
+        agent has been notified about it yet."""
         self._by_code[ticket.code] = ticket
         self._participants[ticket] = {ticket.customer_email}
-        self._opened.add(ticket.code)
+        self._events.update((notify_key(agent, ticket.code), []) for agent in self._agents)
 
     async def new_code(self, prefix: str, now: datetime) -> str:
         """An unused ticket code for ``now``'s day; a batch's codes come from one query."""
@@ -128,12 +129,10 @@ class Known:
         for message_id in wanted:
             self._refs[message_id] = self._by_id.get(found.get(message_id, 0))
 
-    async def _load_ids(self, ids: set[int]) -> list[Ticket]:
-        loaded = []
+    async def _load_ids(self, ids: set[int]) -> None:
         for chunk in _chunks(ids - self._by_id.keys()):
-            query = select(Ticket).where(Ticket.id.in_(chunk))
-            loaded += [self._remember(ticket) for ticket in await self._scalars(query)]
-        return loaded
+            for ticket in await self._scalars(select(Ticket).where(Ticket.id.in_(chunk))):
+                self._remember(ticket)
 
     def _remember(self, ticket: Ticket) -> Ticket:
         self._by_id[ticket.id] = ticket
@@ -177,11 +176,7 @@ class Known:
 
     async def take(self, limits: Sequence[Limit], now: datetime) -> str | None:
         """As ``ratelimit.take``, counting the batch's own events too."""
-        unknown = [key for key, _ in limits if key not in self._events]
-        for key in unknown:  # a key naming a ticket the batch opened has no past
-            if key.rpartition(":")[2] in self._opened:
-                self._events[key] = []
-        await self._load_rate_events([key for key in unknown if key not in self._events])
+        await self._load_rate_events([key for key, _ in limits if key not in self._events])
         for key, (count, seconds) in limits:
             since = now - timedelta(seconds=seconds)
             if sum(at > since for at in self._events[key]) >= count:
@@ -203,11 +198,12 @@ class Known:
             found.update(await self._scalars(query))
         self._suppressed.update((email, email in found) for email in emails)
 
-    def _rate_keys(self, senders: set[str], agents: set[str]) -> list[str]:
+    def _rate_keys(self, senders: set[str]) -> list[str]:
         """The keys a batch's acknowledgements and notifications will count under."""
         codes = [ticket.code for ticket in self._by_id.values()]
-        per_ticket = [f"notify:{agent}:{code}" for agent in agents for code in codes]
-        return [*(f"ack:{s}" for s in senders), *(f"notify:{a}" for a in agents), *per_ticket]
+        per_ticket = [notify_key(agent, code) for agent in self._agents for code in codes]
+        agents = [notify_key(agent) for agent in self._agents]
+        return [*(ack_key(sender) for sender in senders), *agents, *per_ticket]
 
     async def _load_rate_events(self, keys: Sequence[str]) -> None:
         if not keys:

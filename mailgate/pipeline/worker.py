@@ -182,7 +182,8 @@ class PipelineWorker:
                     outcomes |= await self._run([inbound], attempts)
                 return outcomes
             inbound = segment[0]
-            return {inbound.entry_id: await self._failed_id(inbound.entry_id, attempts, exc)}
+            entry_id = inbound.entry_id
+            return {entry_id: await self._failed_id(entry_id, attempts[entry_id], exc)}
         for inbound, result in zip(segment, results, strict=True):
             log_method = log.error if result.state == "quarantined" else log.info
             log_method(
@@ -277,16 +278,16 @@ class PipelineWorker:
         return f"{applied.ticket.code}{', new' if applied.created else ''}", bool(applied.outgoing)
 
     async def _failed(self, entry: JournalEntry, step: str, exc: BaseException) -> str:
-        return await self._failed_id(entry.id, {entry.id: entry.attempts}, exc, step)
+        return await self._failed_id(entry.id, entry.attempts, exc, step)
 
     async def _failed_id(
-        self, entry_id: int, attempts: dict[int, int], exc: BaseException, step: str = "apply"
+        self, entry_id: int, attempts: int, exc: BaseException, step: str = "apply"
     ) -> str:
         """A database outage (or a lost race) retries the entry a few times; anything
         else quarantines it with the reason."""
         transient = isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError)
         retry = (transient or isinstance(exc, IntegrityError)) and (
-            attempts[entry_id] + 1 < MAX_DATABASE_TRIES
+            attempts + 1 < MAX_DATABASE_TRIES
         )
         state = "pending" if retry else "quarantined"
         log_method = log.warning if retry else log.error
@@ -326,11 +327,14 @@ def _reason(step: str, exc: BaseException) -> str:
 def _segments(inbounds: list[Inbound], alone: Callable[[Inbound], bool]) -> list[list[Inbound]]:
     """Runs of entries that share a transaction, in order; ``alone`` ones by themselves."""
     segments: list[list[Inbound]] = []
+    previous_alone = True  # the first entry starts a segment
     for inbound in inbounds:
-        if alone(inbound) or not segments or alone(segments[-1][0]):
+        this_alone = alone(inbound)
+        if this_alone or previous_alone:
             segments.append([inbound])
         else:
             segments[-1].append(inbound)
+        previous_alone = this_alone
     return segments
 
 
