@@ -5,6 +5,7 @@ alone. Each test journals its mails, then runs one pipeline pass over all of the
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from email.utils import make_msgid
 
 from sqlalchemy import func, select
@@ -12,7 +13,15 @@ from sqlalchemy import func, select
 from mailgate.app import node_id, pipeline_deps
 from mailgate.config import Agent, LoadedConfig, Route, Settings
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import AuditEvent, JournalEntry, Message, OutboxItem, Ticket
+from mailgate.db.models import (
+    Attachment,
+    AuditEvent,
+    Blob,
+    JournalEntry,
+    Message,
+    OutboxItem,
+    Ticket,
+)
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
@@ -99,3 +108,39 @@ async def test_mail_without_a_route_is_quarantined_and_the_rest_goes_on(engine):
     )
     assert "no route for nobody@example.test" in error
     assert len(await rows(engine, select(Ticket.id))) == 2
+
+
+def with_attachment(subject: str, filename: str, content: bytes) -> bytes:
+    message = EmailMessage()
+    message["From"] = "Carol Customer <carol@client.test>"
+    message["To"] = SUPPORT
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="client.test")
+    message.set_content(f"{subject}: see the attachment.")
+    message.add_attachment(content, maintype="application", subtype="pdf", filename=filename)
+    return message.as_bytes()
+
+
+async def test_attachments_in_a_batch_stay_with_their_own_mail(engine):
+    """Mails with and without attachments at once: each file is on the message it came
+    with, and a file sent twice is one blob."""
+    mails = [
+        with_attachment("Invoice 1", "invoice-1.pdf", b"%PDF one"),
+        mail("No files here"),
+        with_attachment("Invoice 2", "invoice-2.pdf", b"%PDF two"),
+        with_attachment("Invoice 1 again", "copy.pdf", b"%PDF one"),
+    ]
+    assert await one_pass(engine, mails) == ["done"] * 4
+    found = await rows(
+        engine,
+        select(Message.subject, Attachment.filename, Blob.data)
+        .join(Attachment, Attachment.message_id == Message.id)
+        .join(Blob, Blob.sha256 == Attachment.sha256)
+        .order_by(Message.id),
+    )
+    assert [tuple(row) for row in found] == [
+        ("Invoice 1", "invoice-1.pdf", b"%PDF one"),
+        ("Invoice 2", "invoice-2.pdf", b"%PDF two"),
+        ("Invoice 1 again", "copy.pdf", b"%PDF one"),
+    ]
+    assert len(await rows(engine, select(Blob.sha256))) == 2

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Route
+from mailgate.db.bulk import add_row
 from mailgate.db.models import Message, OutboxItem, ThreadRef, Ticket
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
 from mailgate.outbox.queue import enqueue_outgoing
@@ -69,7 +70,7 @@ def known_agent(runtime: RuntimeConfig, email: str) -> str:
 def queue_mail(session: AsyncSession, ticket: Ticket, outgoing: Outgoing) -> None:
     """Put ``outgoing`` in the outbox; a reply to it threads back to ``ticket``."""
     enqueue_outgoing(session, outgoing, ticket)
-    session.add(ThreadRef(message_id=outgoing.message_id, ticket=ticket))
+    add_row(session, ThreadRef, message_id=outgoing.message_id, ticket=ticket)
 
 
 async def customer_thread(session: AsyncSession, ticket: Ticket) -> InReplyTo:

@@ -10,7 +10,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.db.models import Attachment, AuditEvent, Blob, Message, Ticket
+from mailgate.db.bulk import add_row
+from mailgate.db.models import Attachment, AuditEvent, Blob, Ticket
 from mailgate.db.upsert import insert_ignoring_conflicts
 
 
@@ -26,33 +27,33 @@ def audit(
     """Record ``action`` on ``subject`` by ``actor``; ``None`` values are left out.
 
     (``data`` may name another ticket: ``ticket="TCK-…"``.)"""
-    session.add(
-        AuditEvent(
-            ticket=subject,
-            at=now,
-            actor=actor,
-            action=action,
-            data={key: value for key, value in data.items() if value is not None},
-        )
+    add_row(
+        session,
+        AuditEvent,
+        ticket=subject,
+        at=now,
+        actor=actor,
+        action=action,
+        data={key: value for key, value in data.items() if value is not None},
     )
 
 
 async def add_attachment(
     session: AsyncSession,
-    message: Message,
+    message: object,
     filename: str,
     content_type: str,
     data: bytes,
     sha256: str,
 ) -> None:
-    """Attach ``data`` to ``message`` (which may not have an id yet)."""
+    """Attach ``data`` to ``message`` (a Message, or ``add_row``'s handle for one)."""
     await insert_ignoring_conflicts(session, Blob, sha256=sha256, size=len(data), data=data)
-    session.add(
-        Attachment(
-            message=message,
-            filename=filename,
-            content_type=content_type,
-            size=len(data),
-            sha256=sha256,
-        )
+    add_row(
+        session,
+        Attachment,
+        message=message,
+        filename=filename,
+        content_type=content_type,
+        size=len(data),
+        sha256=sha256,
     )

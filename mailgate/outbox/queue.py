@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from mailgate.db.bulk import NewRow, add_row
 from mailgate.db.models import OutboxItem, Suppression, Ticket
 from mailgate.outbox.compose import Outgoing
 
 
 def enqueue_outgoing(
     session: AsyncSession, outgoing: Outgoing, ticket: Ticket | None
-) -> OutboxItem:
+) -> OutboxItem | NewRow:
     """Add the composer's ``outgoing`` mail to the outbox in the caller's transaction,
-    with its own envelope; due at once.
+    with its own envelope; due at once. Returns the new row (see ``add_row``).
 
     Raises ValueError without a Message-ID: threading replies back to the ticket
     (and matching bounces) depends on it.
@@ -34,7 +35,9 @@ def enqueue_outgoing(
     if not outgoing.recipients:
         raise ValueError(f"outgoing mail {message_id} has no recipients")
     now = datetime.now(UTC)
-    item = OutboxItem(
+    return add_row(
+        session,
+        OutboxItem,
         ticket=ticket,
         kind=outgoing.kind,
         mail_from=outgoing.envelope_from,
@@ -46,8 +49,6 @@ def enqueue_outgoing(
         next_attempt_at=now,
         created_at=now,
     )
-    session.add(item)
-    return item
 
 
 async def suppressed(session: AsyncSession | AsyncConnection, addresses: Iterable[str]) -> set[str]:

@@ -13,6 +13,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.db.bulk import add_row
 from mailgate.db.models import RateEvent
 from mailgate.outbox.queue import suppressed
 
@@ -43,7 +44,8 @@ async def take(session: AsyncSession, limits: Sequence[Limit], now: datetime) ->
         )
         if recent >= count:
             return key
-    session.add_all(RateEvent(key=key, at=now) for key, _ in limits)
+    for key, _ in limits:
+        add_row(session, RateEvent, key=key, at=now)
     return None
 
 

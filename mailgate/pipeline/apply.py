@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.actions.base import queue_mail
 from mailgate.actions.notify import notify_agents, responsible_agents
 from mailgate.config import Route
+from mailgate.db.bulk import add_row
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
@@ -28,7 +29,6 @@ from mailgate.runtime import RuntimeConfig
 @dataclass(frozen=True)
 class Applied:
     ticket: Ticket
-    message: Message
     created: bool
     outgoing: tuple[Outgoing, ...]
 
@@ -54,10 +54,10 @@ async def apply(
         ticket = decision.ticket
         _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
-    message = await _add_message(session, known, ticket, inbound, now)
+    await _add_message(session, known, ticket, inbound, now)
     await _add_participants(session, known, runtime, ticket, inbound)
     outgoing = await _outgoing(session, known, runtime, composer, inbound, ticket, route, created)
-    return Applied(ticket, message, created, tuple(outgoing))
+    return Applied(ticket, created, tuple(outgoing))
 
 
 async def _open_ticket(session, known: Known, runtime, inbound, route, assignee, now) -> Ticket:
@@ -77,12 +77,10 @@ async def _open_ticket(session, known: Known, runtime, inbound, route, assignee,
         updated_at=now,
     )
     session.add(ticket)
-    session.add_all(TicketTag(ticket=ticket, tag=tag) for tag in dict.fromkeys(route.tags))
-    session.add(
-        Participant(
-            ticket=ticket, email=ticket.customer_email, name=ticket.customer_name, role="customer"
-        )
-    )
+    for tag in dict.fromkeys(route.tags):
+        add_row(session, TicketTag, ticket=ticket, tag=tag)
+    email, name = ticket.customer_email, ticket.customer_name
+    add_row(session, Participant, ticket=ticket, email=email, name=name, role="customer")
     known.opened(ticket)
     audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
     return ticket
@@ -110,10 +108,10 @@ def _reopen_if_waiting(session, runtime, ticket: Ticket, actor: str, now) -> Non
         ticket.solved_at = None
 
 
-def message_from(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> Message:
+def message_values(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> dict:
     """A thread entry for ``inbound``: its sender, IDs and fingerprint; ``fields`` the rest."""
     parsed = inbound.message
-    return Message(
+    return dict(
         ticket=ticket,
         journal_id=inbound.entry_id,
         kind=kind,
@@ -128,9 +126,9 @@ def message_from(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -> 
     )
 
 
-async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, now) -> Message:
+async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, now) -> None:
     parsed = inbound.message
-    message = message_from(
+    values = message_values(
         inbound,
         ticket,
         "customer",
@@ -142,13 +140,12 @@ async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, 
         html=parsed.html,
         flag=inbound.flag,
     )
-    session.add(message)
+    message = add_row(session, Message, **values)
     for a in parsed.attachments:
         await add_attachment(session, message, a.filename, a.content_type, a.data, a.sha256)
-    session.add(ThreadRef(message_id=parsed.message_id, ticket=ticket))
+    add_row(session, ThreadRef, message_id=parsed.message_id, ticket=ticket)
     known.stored(inbound)
     known.referenced(parsed.message_id, ticket)
-    return message
 
 
 async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbound) -> None:
@@ -164,7 +161,7 @@ async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbo
     present = await known.participants(ticket)
     for email, name in wanted.items():
         if email not in present:
-            session.add(Participant(ticket=ticket, email=email, name=name[:255], role="cc"))
+            add_row(session, Participant, ticket=ticket, email=email, name=name[:255], role="cc")
             known.joined(ticket, email)
 
 

@@ -25,9 +25,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.notify import notify_agents, responsible_agents
+from mailgate.db.bulk import add_row
 from mailgate.db.models import (
     DeliveryAttempt,
     JournalEntry,
+    Message,
     OutboxItem,
     Suppression,
     Ticket,
@@ -35,7 +37,7 @@ from mailgate.db.models import (
 from mailgate.db.records import audit
 from mailgate.db.upsert import insert_ignoring_conflicts
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
-from mailgate.pipeline.apply import message_from
+from mailgate.pipeline.apply import message_values
 from mailgate.pipeline.dsn import DeliveryReport, read_reports
 from mailgate.pipeline.inbound import Inbound
 from mailgate.runtime import RuntimeConfig
@@ -134,7 +136,7 @@ def _show_on_ticket(session, ticket: Ticket, inbound: Inbound, item, reports, no
     journal, and its fingerprint makes a re-delivered report a duplicate) and an audit
     event per recipient."""
     text = "\n".join(_sentence(report.describe()) for report in reports)
-    session.add(message_from(inbound, ticket, "system", now, text=text))
+    add_row(session, Message, **message_values(inbound, ticket, "system", now, text=text))
     for report in reports:
         action = "delivery_failed" if report.failed else "delivery_delayed"
         audit(

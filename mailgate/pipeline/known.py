@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import parse_rate
+from mailgate.db.bulk import add_row
 from mailgate.db.models import Message, Participant, RateEvent, Suppression, ThreadRef, Ticket
 from mailgate.db.session import utc
 from mailgate.outbox.ratelimit import Limit, ack_key, notify_key
@@ -183,7 +184,7 @@ class Known:
                 return key
         for key, _ in limits:
             self._events[key].append(now)
-            self._session.add(RateEvent(key=key, at=now))
+            add_row(self._session, RateEvent, key=key, at=now)
         return None
 
     async def _load_suppressed(self, emails: set[str]) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.actions import ActionContext
-from mailgate.db.bulk import flush_new
+from mailgate.db.bulk import collect_new_rows
 from mailgate.db.models import JournalEntry
 from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
@@ -114,8 +114,8 @@ class PipelineWorker:
             except _StepFailed as failed:
                 outcomes[entry.id] = await self._failed(entry, failed.step, failed.error)
         attempts = {entry.id: entry.attempts for entry in entries}
-        for segment in _segments(ready, self._acts_alone):
-            outcomes |= await self._run(segment, attempts)
+        for segment, alone in _segments(ready, self._acts_alone):
+            outcomes |= await self._run(segment, alone, attempts)
         return [outcomes[entry.id] for entry in entries]
 
     async def _claim(self) -> list[tuple[int, int]]:
@@ -171,15 +171,17 @@ class PipelineWorker:
             inbound.agent is not None or bounced_outbox_id(self._deps.signer, inbound) is not None
         )
 
-    async def _run(self, segment: list[Inbound], attempts: dict[int, int]) -> dict[int, str]:
+    async def _run(
+        self, segment: list[Inbound], alone: bool, attempts: dict[int, int]
+    ) -> dict[int, str]:
         try:
-            results = await self._apply(segment)
+            results = await self._apply(segment, alone)
         except Exception as exc:  # a retry, a quarantine, or the entries one at a time
             if len(segment) > 1:
                 log.warning("a batch of %d entries failed (%s); one at a time", len(segment), exc)
                 outcomes: dict[int, str] = {}
                 for inbound in segment:
-                    outcomes |= await self._run([inbound], attempts)
+                    outcomes |= await self._run([inbound], alone, attempts)
                 return outcomes
             inbound = segment[0]
             entry_id = inbound.entry_id
@@ -230,14 +232,18 @@ class PipelineWorker:
         check = check_agent(inbound.message, signed, agents, trusted)
         return replace(inbound, signed=signed, sender_check=check)
 
-    async def _apply(self, segment: list[Inbound]) -> list[_Result]:
-        """Thread, route and apply ``segment`` in one transaction."""
+    async def _apply(self, segment: list[Inbound], alone: bool) -> list[_Result]:
+        """Thread, route and apply ``segment`` in one transaction; new rows are written
+        in bulk at its end, except for an entry running ``alone`` (whose actions may
+        read back what they wrote)."""
         deps = self._deps
         async with self._sessions.begin() as session:
+            new_rows = None if alone else collect_new_rows(session)
             known = await Known.load(session, deps.runtime, segment)
             assigner = Assigner(session, deps.runtime.settings.tickets)
             results = [await self._apply_one(session, known, assigner, i) for i in segment]
-            await flush_new(session)
+            if new_rows is not None:
+                await new_rows.flush(session)
             await _finish(session, segment, results)
         return results
 
@@ -324,16 +330,19 @@ def _reason(step: str, exc: BaseException) -> str:
     return f"{step}: {type(exc).__name__}: {exc}"[:4000]
 
 
-def _segments(inbounds: list[Inbound], alone: Callable[[Inbound], bool]) -> list[list[Inbound]]:
-    """Runs of entries that share a transaction, in order; ``alone`` ones by themselves."""
-    segments: list[list[Inbound]] = []
+def _segments(
+    inbounds: list[Inbound], alone: Callable[[Inbound], bool]
+) -> list[tuple[list[Inbound], bool]]:
+    """Runs of entries that share a transaction, in order; ``alone`` ones by themselves
+    (and marked so)."""
+    segments: list[tuple[list[Inbound], bool]] = []
     previous_alone = True  # the first entry starts a segment
     for inbound in inbounds:
         this_alone = alone(inbound)
         if this_alone or previous_alone:
-            segments.append([inbound])
+            segments.append(([inbound], this_alone))
         else:
-            segments[-1].append(inbound)
+            segments[-1][0].append(inbound)
         previous_alone = this_alone
     return segments
 
