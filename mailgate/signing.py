@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from mailgate.addresses import BOUNCE_LOCAL, detail_of
 
 MAC_CHARS = 16
+MAC_BYTES = MAC_CHARS * 5 // 8  # base32 spends 8 characters on 5 bytes
 NOTE_MARK = ".note"
 
 
@@ -41,7 +42,7 @@ class Signer:
     def _mac(self, *parts: str) -> str:
         message = "\0".join(parts).encode()
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
-        return base64.b32encode(digest).decode().lower()[:MAC_CHARS]
+        return base64.b32encode(digest[:MAC_BYTES]).decode().lower()
 
     def sign(self, purpose: str, value: str) -> str:
         """A MAC binding ``value`` to ``purpose`` (session cookies, CSRF tokens...)."""

@@ -86,3 +86,16 @@ def test_portal_tokens():
     token = signer.portal_token("TCK-20250725-7PXA")
     assert signer.check_portal_token("tck-20250725-7pxa", token.upper())
     assert not signer.check_portal_token("TCK-20250725-7PXB", token)
+
+
+def test_signed_values_stay_what_mail_already_sent_carries():
+    """Reply addresses, portal links and bounce addresses in mail sent by earlier
+    versions must still verify: the MAC's form never changes."""
+    signer = Signer(b"test-secret")
+    code = "TCK-20261129-ABCD"
+    reply = signer.reply_address("support@example.test", code)
+    assert reply == "support+tck-20261129-abcd.eljy4om4shslf3li@example.test"
+    assert signer.portal_token(code) == "gmysywoht5p6kq6k"
+    bounce = signer.bounce_address("support@example.test", 42)
+    assert bounce == "support+bounce-42.25wt732bagzfkgc6@example.test"
+    assert signer.read_bounce_address(bounce) == 42

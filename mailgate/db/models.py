@@ -75,10 +75,15 @@ class JournalEntry(Base):
 
 
 class Ticket(Base):
+    """A ticket; ``code`` is what customers and agents call it."""
+
     __tablename__ = "tickets"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    code: Mapped[str] = mapped_column(String(32), unique=True)
+    # Every new ticket comes with its unique code, which makes the code the "sentinel"
+    # that lets SQLAlchemy insert a batch of tickets in one statement and still match
+    # each returned id to its ticket (on SQLite it would otherwise insert one by one).
+    code: Mapped[str] = mapped_column(String(32), unique=True, insert_sentinel=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     customer_name: Mapped[str] = mapped_column(String(255), default="")
     customer_email: Mapped[str] = mapped_column(String(320), index=True)
