@@ -5,10 +5,11 @@ alone. Each test journals its mails, then runs one pipeline pass over all of the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mailgate.app import node_id, pipeline_deps
 from mailgate.config import Agent, LoadedConfig, Route, Settings
@@ -144,3 +145,33 @@ async def test_attachments_in_a_batch_stay_with_their_own_mail(engine):
         ("Invoice 1 again", "copy.pdf", b"%PDF one"),
     ]
     assert len(await rows(engine, select(Blob.sha256))) == 2
+
+
+async def test_claims_left_by_a_dead_node_or_this_one_are_taken_in_order(engine):
+    """Entries another node claimed and never finished are taken once the claim is
+    stale (ten minutes), this node's own leftovers at once, another live node's not."""
+    await upgrade(engine)
+    raws = [mail(f"Question {n}") for n in range(4)]
+    ids = await insert_entries(
+        engine, [Arrival("smtp", "carol@client.test", (SUPPORT,), r) for r in raws]
+    )
+    now, this_node = datetime.now(UTC), node_id()
+    claims = {
+        ids[0]: ("dead-node", now - timedelta(minutes=11)),
+        ids[1]: ("live-node", now),
+        ids[2]: (this_node, now),
+    }
+    async with engine.begin() as connection:
+        for entry_id, (node, at) in claims.items():
+            await connection.execute(
+                update(JournalEntry)
+                .where(JournalEntry.id == entry_id)
+                .values(state="processing", claimed_by=node, claimed_at=at)
+            )
+    runtime = RuntimeConfig(LoadedConfig(Settings(routes=[Route(address=SUPPORT)]), None))
+    worker = PipelineWorker(engine, pipeline_deps(runtime), this_node)
+    assert await worker.process_pending() == 3
+    states = await rows(engine, select(JournalEntry.state).order_by(JournalEntry.id))
+    assert [row.state for row in states] == ["done", "processing", "done", "done"]
+    subjects = await rows(engine, select(Ticket.subject).order_by(Ticket.id))
+    assert [row.subject for row in subjects] == ["Question 0", "Question 2", "Question 3"]
