@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import smtplib
 import socket
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mailgate.db.migrate import upgrade
+from mailgate.db.session import utc
+from mailgate.pipeline.journal import Arrival, Journal
 from tests.support import journal_entries
 
 MESSAGE = (
@@ -185,3 +190,40 @@ async def test_smtputf8_and_8bitmime(mailgate, engine):
     await asyncio.to_thread(send)
     [entry] = await journal_entries(engine)
     assert entry.raw == raw and entry.mail_from == "jürgen@client.test"
+
+
+async def test_arrivals_at_once_share_commits_and_each_gets_its_own_entry(engine):
+    """The journal commits arrivals that wait together in one transaction (on SQLite
+    from a thread of its own): each sender still learns its own entry, and the entry
+    holds exactly what arrived."""
+    await upgrade(engine)
+    journal = Journal(engine, timeout=10.0)
+    arrivals = [
+        Arrival(
+            "smtp",
+            f"c{n}@client.test",
+            ("support@example.test", "Bïlling@example.test"),
+            MESSAGE + bytes([n]) * n,
+            f"127.0.0.1:{4000 + n}",
+            "client.test",
+        )
+        for n in range(40)
+    ]
+    try:
+        ids = await asyncio.gather(*(journal.store(arrival) for arrival in arrivals))
+    finally:
+        await journal.close()
+    assert len(set(ids)) == 40
+    by_id = {entry.id: entry for entry in await journal_entries(engine)}
+    now = datetime.now(UTC)
+    for entry_id, arrival in zip(ids, arrivals, strict=True):
+        entry = by_id[entry_id]
+        assert (entry.raw, entry.mail_from, entry.peer) == (
+            arrival.raw,
+            arrival.mail_from,
+            arrival.peer,
+        )
+        assert entry.recipients == list(arrival.recipients)
+        assert entry.sha256 == hashlib.sha256(arrival.raw).hexdigest()
+        assert (entry.state, entry.attempts, entry.error) == ("pending", 0, None)
+        assert abs(now - utc(entry.received_at)) < timedelta(minutes=1)

@@ -37,6 +37,24 @@ def create_engine(url: str, lock_wait_seconds: float = 5.0) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+def sqlite_pragmas(lock_wait_seconds: float) -> tuple[str, ...]:
+    """What every connection to a SQLite database sets first."""
+    return (
+        "journal_mode=WAL",
+        "synchronous=FULL",
+        f"busy_timeout={int(lock_wait_seconds * 1000)}",
+        "foreign_keys=ON",
+    )
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of a SQLite ``engine``; None for PostgreSQL or an in-memory database."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
 def _sqlite_engine(url: str, lock_wait_seconds: float) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
@@ -45,12 +63,7 @@ def _sqlite_engine(url: str, lock_wait_seconds: float) -> AsyncEngine:
         sqlite_driver.register()
         parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
     engine = create_async_engine(parsed, connect_args={"timeout": lock_wait_seconds})
-    pragmas = (
-        "journal_mode=WAL",
-        "synchronous=FULL",
-        f"busy_timeout={int(lock_wait_seconds * 1000)}",
-        "foreign_keys=ON",
-    )
+    pragmas = sqlite_pragmas(lock_wait_seconds)
 
     def on_connect(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()

@@ -19,7 +19,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.db.models import JournalEntry
-from mailgate.db.session import LOCK_WAIT_SHARE
+from mailgate.db.session import LOCK_WAIT_SHARE, sqlite_file
+from mailgate.pipeline.journal_sqlite import SqliteAppender
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Journal:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
+        path = sqlite_file(engine)
+        self._appender = SqliteAppender(path, timeout * LOCK_WAIT_SHARE) if path else None
 
     async def store(self, arrival: Arrival) -> int:
         """Commit ``arrival`` and return its journal id, or raise JournalUnavailable."""
@@ -74,10 +77,11 @@ class Journal:
 
     async def close(self) -> None:
         """Commit what is already queued, then stop the writer."""
-        if self._writer is None or self._writer.done():
-            return
-        self._queue.put_nowait(None)
-        await self._writer
+        if self._writer is not None and not self._writer.done():
+            self._queue.put_nowait(None)
+            await self._writer
+        if self._appender is not None:
+            await self._appender.close()
 
     async def _write_loop(self) -> None:
         closing = False
@@ -95,8 +99,7 @@ class Journal:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            arrivals = [p.arrival for p in batch]
-            ids = await insert_entries(self._engine, arrivals, self._timeout * LOCK_WAIT_SHARE)
+            ids = await self._insert([p.arrival for p in batch])
         except asyncio.CancelledError:
             for pending in batch:
                 _settle(pending.done, exc=JournalUnavailable("shutting down"))
@@ -109,6 +112,11 @@ class Journal:
         for pending, entry_id in zip(batch, ids, strict=True):
             _settle(pending.done, result=entry_id)
         self._on_commit()
+
+    async def _insert(self, arrivals: list[Arrival]) -> list[int]:
+        if self._appender is not None:  # SQLite: a thread of its own, one hop per commit
+            return await self._appender.insert(entry_rows(arrivals))
+        return await insert_entries(self._engine, arrivals, self._timeout * LOCK_WAIT_SHARE)
 
 
 def _settle(future: asyncio.Future, result: int | None = None, exc: Exception | None = None):
@@ -129,8 +137,25 @@ async def insert_entries(
     On PostgreSQL the transaction gets a statement timeout of ``statement_seconds``; a
     SQLite engine bounds its lock wait itself (see ``create_engine``).
     """
+    rows = entry_rows(arrivals)
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text(f"SET LOCAL statement_timeout = {int(statement_seconds * 1000)}")
+            )
+            ordered = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
+            return [row.id for row in await connection.execute(ordered, rows)]
+        # SQLAlchemy can only keep RETURNING in parameter order on SQLite by inserting
+        # row by row. SQLite has one writer and hands out rowids in ascending order as
+        # the rows go in, so the sorted ids of one batched INSERT are in order too.
+        result = await connection.execute(insert(JournalEntry).returning(JournalEntry.id), rows)
+        return sorted(row.id for row in result)
+
+
+def entry_rows(arrivals: Sequence[Arrival]) -> list[dict]:
+    """The journal rows for ``arrivals``: pending, fingerprinted, received now."""
     now = datetime.now(UTC)
-    rows = [
+    return [
         {
             "received_at": now,
             "source": a.source,
@@ -146,15 +171,3 @@ async def insert_entries(
         }
         for a in arrivals
     ]
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(
-                text(f"SET LOCAL statement_timeout = {int(statement_seconds * 1000)}")
-            )
-            ordered = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
-            return [row.id for row in await connection.execute(ordered, rows)]
-        # SQLAlchemy can only keep RETURNING in parameter order on SQLite by inserting
-        # row by row. SQLite has one writer and hands out rowids in ascending order as
-        # the rows go in, so the sorted ids of one batched INSERT are in order too.
-        result = await connection.execute(insert(JournalEntry).returning(JournalEntry.id), rows)
-        return sorted(row.id for row in result)

@@ -1,0 +1,90 @@
+"""Appending to a SQLite journal from a thread of its own: one hop per commit.
+
+Through SQLAlchemy's asyncio layer a journal commit on SQLite costs several hops to
+the driver's thread (begin, insert, commit, the pool's reset) and the Core layers
+around each; measured here, about 1.7 ms of CPU per commit against 0.3 ms for the
+same INSERTs in plain ``sqlite3``. An intake answers ``250`` only after its commit,
+so that cost is paid once or twice per message under load. ``SqliteAppender`` keeps
+one ``sqlite3`` connection on one thread and does the whole transaction there.
+
+Values are converted by the column types' own SQLAlchemy bind processors, so the rows
+are exactly those the ORM writes and reads back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any
+
+from sqlalchemy.dialects import sqlite
+
+from mailgate.db.models import JournalEntry
+from mailgate.db.session import sqlite_pragmas
+
+
+class SqliteAppender:
+    """Inserts journal rows into the SQLite file at ``path``; ``lock_wait_seconds``
+    bounds the wait for another writer's lock."""
+
+    def __init__(self, path: str, lock_wait_seconds: float) -> None:
+        self._path = path
+        self._lock_wait = lock_wait_seconds
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._connection: sqlite3.Connection | None = None
+        dialect = sqlite.dialect()
+        table = JournalEntry.__table__
+        self._columns = [column for column in table.columns if not column.primary_key]
+        self._processors = [
+            column.type.dialect_impl(dialect).bind_processor(dialect) for column in self._columns
+        ]
+        names = ", ".join(column.name for column in self._columns)
+        marks = ", ".join("?" for _ in self._columns)
+        self._sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+
+    async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert ``rows`` (column key -> value) in one transaction; their ids in order."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._insert, rows)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._disconnect)
+        self._thread.shutdown(wait=True)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        connection = self._connect()
+        params = [self._params(row) for row in rows]
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(self._sql, params)
+            # One writer holds the lock, so the new rowids follow one another.
+            (last,) = connection.execute("SELECT last_insert_rowid()").fetchone()
+            connection.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):  # keep the first error, not the rollback's
+                connection.execute("ROLLBACK")
+            raise
+        return list(range(last - len(rows) + 1, last + 1))
+
+    def _params(self, row: dict[str, Any]) -> tuple:
+        values = (row.get(column.key) for column in self._columns)
+        return tuple(
+            value if value is None or process is None else process(value)
+            for value, process in zip(values, self._processors, strict=True)
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(self._path, timeout=self._lock_wait, isolation_level=None)
+            for pragma in sqlite_pragmas(self._lock_wait):
+                connection.execute(f"PRAGMA {pragma}")
+            self._connection = connection
+        return self._connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
