@@ -107,7 +107,7 @@ async def mailbox_to_tickets(engine, server: Dovecot, user: str, count: int, url
         await connection.execute(
             update(JournalEntry).where(JournalEntry.state == "pending").values(state="done")
         )
-    workers = WorkerProcess(str(config))
+    workers = WorkerProcess(str(config), config.read_text())
     intake = ImapIntake(mailbox(server, user), engine, workers.wake_pipeline)
     worker_task = asyncio.create_task(workers.run())
     await asyncio.sleep(2.0)  # the worker process starts (imports) before the clock does

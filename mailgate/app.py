@@ -21,7 +21,13 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from mailgate.config import ConfigError, parse_listen, server_secret
+from mailgate.config import (
+    ConfigError,
+    LoadedConfig,
+    config_from_text,
+    parse_listen,
+    server_secret,
+)
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
 from mailgate.intake.imap import ImapIntake
@@ -38,7 +44,7 @@ from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
-from mailgate.workers import DELIVERY, PIPELINE, RELOAD, WorkerProcess, listen_for_wakes
+from mailgate.workers import DELIVERY, PIPELINE, WorkerProcess, listen_for_wakes
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self.status = DaemonStatus()  # read by the status page and the metrics
-        self.workers = WorkerProcess(runtime.config_path)  # pipeline and delivery
+        # The pipeline and delivery, in a process that works from our config.
+        self.workers = WorkerProcess(runtime.config_path, runtime.loaded.text)
         self._reloading: asyncio.Future | None = None
 
     def request_stop(self) -> None:
@@ -69,9 +76,14 @@ class Daemon:
         """The worker process first: mail for a route this reload adds is accepted
         only once the pipeline knows the route."""
         self.notifier.notify("RELOADING=1")
-        if not await self.workers.reload():
-            log.warning("the worker process did not confirm the reload")
-        reload_config(self.runtime)
+        try:
+            loaded = self.runtime.load()
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running config: %s", exc)
+        else:
+            if not await self.workers.reload(loaded.text):
+                log.warning("the worker process did not confirm the reload")
+            apply_config(self.runtime, loaded)
         self.notifier.notify("READY=1")
 
     async def run(self) -> None:
@@ -169,12 +181,12 @@ async def run_workers(runtime: RuntimeConfig, wake_fd: int) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stopped.set)
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the daemon decides
-        reload = functools.partial(reload_config, runtime)
-        loop.add_signal_handler(signal.SIGHUP, reload)  # the daemon asks over the socket
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends its config
+        reload = functools.partial(apply_config_text, runtime)
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(worker.run()) for worker in (pipeline, delivery)]
-            wakes = {PIPELINE: pipeline.wake, DELIVERY: delivery.wake, RELOAD: reload}
-            listener = group.create_task(listen_for_wakes(wake_fd, wakes, stopped.set))
+            wakes = {PIPELINE: pipeline.wake, DELIVERY: delivery.wake}
+            listener = group.create_task(listen_for_wakes(wake_fd, wakes, reload, stopped.set))
             await stopped.wait()
             listener.cancel()
             await _finish((pipeline, delivery), tasks, WORKER_GRACE_SECONDS)
@@ -198,13 +210,18 @@ def _workers(runtime: RuntimeConfig, engine, deps: PipelineDeps):
     return delivery, PipelineWorker(engine, deps, node, delivery.wake)
 
 
-def reload_config(runtime: RuntimeConfig) -> None:
-    """SIGHUP: read the config again; a bad one leaves the running one in force."""
+def apply_config_text(runtime: RuntimeConfig, text: str) -> None:
+    """The worker process: work from the daemon's config ``text``."""
     try:
-        stale = runtime.reload()
-    except ConfigError as exc:
+        loaded = config_from_text(text, runtime.loaded.path)
+    except ConfigError as exc:  # the daemon checked it; a secret file may have changed
         log.error("reload failed, keeping the running config: %s", exc)
         return
+    apply_config(runtime, loaded)
+
+
+def apply_config(runtime: RuntimeConfig, loaded: LoadedConfig) -> None:
+    stale = runtime.apply(loaded)
     log.info("config reloaded from %s", runtime.loaded.source)
     if stale:
         log.warning("changes to [%s] need a restart", "], [".join(stale))

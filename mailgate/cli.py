@@ -8,7 +8,14 @@ import logging
 import sys
 
 from mailgate import __version__, cli_agent
-from mailgate.config import ConfigError, LoadedConfig, Settings, load_config
+from mailgate.config import (
+    ConfigError,
+    LoadedConfig,
+    Settings,
+    config_from_text,
+    find_config,
+    load_config,
+)
 from mailgate.intake import pipe
 
 log = logging.getLogger("mailgate")
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reprocess" and bool(args.all) == bool(args.ids):
         parser.error("reprocess takes either --all or journal entry ids")
     try:
-        loaded = load_config(args.config)
+        loaded = _worker_config(args.config) if args.command == "work" else load_config(args.config)
     except ConfigError as exc:
         print(f"mailgate: bad config: {exc}", file=sys.stderr)
         # A piped message must stay queued at the MTA while the config is fixed.
@@ -87,6 +94,11 @@ def _serve(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         log.error("cannot start: %s", exc)
         return EX_SOFTWARE
     return 0
+
+
+def _worker_config(explicit: str | None) -> LoadedConfig:
+    """``mailgate work`` runs the daemon's config, which the daemon writes to its stdin."""
+    return config_from_text(sys.stdin.read(), find_config(explicit))
 
 
 def _work(args: argparse.Namespace, loaded: LoadedConfig) -> int:

@@ -236,10 +236,12 @@ admin = true
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """The validated settings and where they came from (``None`` = embedded default)."""
+    """The validated settings, where they came from (``None`` = embedded default) and
+    the text they were read from (what the worker process is handed)."""
 
     settings: Settings
     path: Path | None
+    text: str = ""
 
     @property
     def source(self) -> str:
@@ -258,14 +260,19 @@ def find_config(explicit: str | None) -> Path | None:
 def load_config(explicit: str | None = None) -> LoadedConfig:
     path = find_config(explicit)
     if path is None:
-        return LoadedConfig(parse_config(EMBEDDED_DEFAULT, "embedded default"), None)
+        return config_from_text(EMBEDDED_DEFAULT, None)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: config is not UTF-8: {exc}") from exc
-    return LoadedConfig(parse_config(text, str(path)), path)
+    return config_from_text(text, path)
+
+
+def config_from_text(text: str, path: Path | None) -> LoadedConfig:
+    """The config in ``text``, as read from ``path`` (None: the embedded default)."""
+    return LoadedConfig(parse_config(text, str(path or "embedded default")), path, text)
 
 
 def parse_config(text: str, source: str) -> Settings:

@@ -33,12 +33,13 @@ class RuntimeConfig:
     def agent_emails(self) -> set[str]:
         return {agent.email.lower() for agent in self.settings.agents}
 
-    def reload(self) -> list[str]:
-        """Load the config again (ConfigError leaves the old one in force).
+    def load(self) -> LoadedConfig:
+        """Read the config file again (raises ConfigError); ``apply`` puts it in force."""
+        return load_config(self._explicit)
 
-        Returns the sections that changed but need a restart to take effect.
-        """
-        loaded = load_config(self._explicit)
+    def apply(self, loaded: LoadedConfig) -> list[str]:
+        """Work from ``loaded`` from now on; returns the sections that changed but need
+        a restart to take effect."""
         stale = [
             name
             for name in RESTART_ONLY

@@ -4,10 +4,15 @@ Taking mail in (SMTP, LMTP, IMAP, the web) and processing it (pipeline, delivery
 each want a CPU core, and one Python process has the use of one. ``mailgate serve``
 therefore runs the workers in a child process, ``mailgate work``, restarts it should
 it die, and wakes it over a socket pair when there is new work: ``p`` for journal
-entries, ``d`` for outgoing mail. ``r`` asks it to read the config again, and it
-answers ``r`` when it has: the daemon reloads only then, so mail for a route that a
-reload adds is never processed by a worker that does not know the route yet.
-Otherwise they share only the database, exactly as two nodes do.
+entries, ``d`` for outgoing mail.
+
+The child works from the daemon's config, never from the file: it gets the text on
+its stdin when it starts, and on SIGHUP the daemon, having read and checked the file,
+sends ``r``, the text's length (4 bytes) and the text. The child answers ``r`` once
+it works from it, and only then does the daemon: mail for a route that a reload adds
+is never processed by a worker that does not know the route yet. An edited or broken
+file therefore changes nothing until SIGHUP, in both processes alike. Otherwise they
+share only the database, exactly as two nodes do.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ def work_command(config_path: str | None, wake_fd: int) -> list[str]:
 class WorkerProcess:
     """The parent's side: runs ``mailgate work`` until ``stop()``, and wakes it."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, config_text: str) -> None:
         self._config_path = config_path
+        self._config_text = config_text
         self._socket: socket.socket | None = None
+        self._sending_config = False
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
         self._reloaded = asyncio.Event()
@@ -49,17 +56,27 @@ class WorkerProcess:
     def wake_delivery(self) -> None:
         self._send(DELIVERY)
 
-    async def reload(self) -> bool:
-        """Have the child read the config again; True once it says it has."""
-        if self._socket is None:
+    async def reload(self, config_text: str) -> bool:
+        """Have the child work from ``config_text``; True once it says it does. (A
+        child started from now on starts from it.)"""
+        self._config_text = config_text
+        sock = self._socket
+        if sock is None:
             return False
         self._reloaded.clear()
-        self._send(RELOAD)
+        data = config_text.encode()
+        self._sending_config = True  # no wake-up byte in the middle of the text
         try:
             async with asyncio.timeout(RELOAD_WAIT_SECONDS):
+                loop = asyncio.get_running_loop()
+                await loop.sock_sendall(sock, RELOAD + len(data).to_bytes(4, "big") + data)
+                self._sending_config = False
+                self._send(PIPELINE + DELIVERY)  # in case one was held back meanwhile
                 await self._reloaded.wait()
-        except TimeoutError:
+        except (TimeoutError, OSError):
             return False
+        finally:
+            self._sending_config = False
         return True
 
     def stopping(self) -> None:
@@ -103,9 +120,14 @@ class WorkerProcess:
                 *work_command(self._config_path, theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 env=environment,
+                stdin=asyncio.subprocess.PIPE,
             )
         finally:
             theirs.close()
+        with suppress(OSError):  # a child that died at once is restarted below
+            self._process.stdin.write(self._config_text.encode())
+            await self._process.stdin.drain()
+        self._process.stdin.close()
         self._socket = ours
         answers = asyncio.create_task(self._read_answers(ours))
         try:
@@ -123,24 +145,32 @@ class WorkerProcess:
 
     def _send(self, what: bytes) -> None:
         # A full buffer already holds a wake-up; a dead child is being restarted.
-        if self._socket is not None:
+        if self._socket is not None and not self._sending_config:
             with suppress(OSError):
                 self._socket.send(what)
 
 
 async def listen_for_wakes(
-    fd: int, wakes: Mapping[bytes, Callable[[], None]], on_parent_gone: Callable[[], None]
+    fd: int,
+    wakes: Mapping[bytes, Callable[[], None]],
+    reload: Callable[[str], None],
+    on_parent_gone: Callable[[], None],
 ) -> None:
-    """The child's side: call ``wakes[code]`` per code received, in order, and answer
-    a reload once done; ``on_parent_gone`` when the socket closes (the parent exited:
-    stop too)."""
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    with sock:
-        while data := await loop.sock_recv(sock, 4096):
-            for code in dict.fromkeys(bytes([byte]) for byte in data):
+    """The child's side: call ``wakes[code]`` per code received, in order, and
+    ``reload(text)`` for a config, answered once done; ``on_parent_gone`` when the
+    socket closes (the parent exited: stop too)."""
+    reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
+    try:
+        while code := await reader.read(1):
+            if code != RELOAD:
                 wakes.get(code, lambda: None)()
-                if code == RELOAD:
-                    await loop.sock_sendall(sock, RELOAD)
+                continue
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            reload((await reader.readexactly(size)).decode())
+            writer.write(RELOAD)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the parent is gone mid-message
+    finally:
+        writer.close()
     on_parent_gone()

@@ -186,7 +186,9 @@ def _all_processed(engine, count: int):
 
 async def test_a_worker_process_that_dies_is_started_again(mailgate, engine):
     """The pipeline runs in ``mailgate work``, a child of the daemon: killed, it is
-    started again, and mail accepted meanwhile still becomes tickets."""
+    started again, and mail accepted meanwhile still becomes tickets. It works from the
+    daemon's config, not the file, which an admin may be halfway through editing."""
+    mailgate.setup.config_path.write_text("[smtp\nhalf-edited")
     children = await asyncio.create_subprocess_exec(
         "pgrep", "-P", str(mailgate.process.pid), stdout=asyncio.subprocess.PIPE
     )
@@ -198,7 +200,7 @@ async def test_a_worker_process_that_dies_is_started_again(mailgate, engine):
     assert "worker process exited" in mailgate.log()
 
 
-async def test_bad_config_on_sighup_keeps_running(mailgate):
+async def test_bad_config_on_sighup_keeps_running(mailgate, engine):
     setup = mailgate.setup
     setup.config_path.write_text("[smtp\nbroken")
     mailgate.signal(signal.SIGHUP)
@@ -207,3 +209,5 @@ async def test_bad_config_on_sighup_keeps_running(mailgate):
         assert asyncio.get_running_loop().time() < deadline, mailgate.log()
         await asyncio.sleep(0.05)
     await asyncio.to_thread(send, setup.smtp_port, "still-running")
+    states = await wait_until(_all_processed(engine, 1), "the entry processed")
+    assert states == ["done"]
