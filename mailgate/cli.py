@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the daemon")
     work = commands.add_parser(
-        "work", help="run the pipeline and delivery workers (mailgate serve starts this)"
+        "work",
+        help="run the pipeline and delivery workers (mailgate serve starts this and "
+        "writes its config to the worker's stdin)",
     )
     work.add_argument("--wake-fd", type=int, required=True, metavar="FD")
     deliver = commands.add_parser(
