@@ -185,11 +185,13 @@ class DeliveryWorker:
 
 
 async def held_back(connection: AsyncConnection, rows: Sequence[Row]) -> dict[int, set[str]]:
-    """Per claimed item, the recipients suppressed now, for automatic mail only."""
-    automatic = [row for row in rows if is_automatic(row.raw)]
-    addresses = {address for row in automatic for address in row.recipients}
-    stopped = await suppressed(connection, addresses)
-    return {row.id: held for row in automatic if (held := set(row.recipients) & stopped)}
+    """Per claimed item, the recipients suppressed now, for automatic mail only.
+
+    (Whether mail is automatic is read from its headers: only for the few with a
+    suppressed recipient.)"""
+    stopped = await suppressed(connection, {address for row in rows for address in row.recipients})
+    held = {row.id: set(row.recipients) & stopped for row in rows}
+    return {row.id: held[row.id] for row in rows if held[row.id] and is_automatic(row.raw)}
 
 
 def _noting_held(result: SendResult | None, held: set[str]) -> SendResult:

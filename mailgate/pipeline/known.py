@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.config import parse_rate
 from mailgate.db.bulk import add_row
 from mailgate.db.models import Message, Participant, RateEvent, Suppression, ThreadRef, Ticket
-from mailgate.db.session import utc
 from mailgate.outbox.ratelimit import Limit, ack_key, notify_key
 from mailgate.pipeline.codes import codes_in, unused_codes
 from mailgate.pipeline.inbound import Inbound
@@ -42,7 +41,7 @@ class Known:
         self._by_id: dict[int, Ticket] = {}
         self._participants: dict[Ticket, set[str]] = {}
         self._suppressed: dict[str, bool] = {}  # lower-case address -> suppressed now
-        self._events: dict[str, list[datetime]] = {}  # rate key -> recent events
+        self._counts: dict[tuple[str, int], int] = {}  # (rate key, seconds) -> recent events
         self._codes: list[str] = []
         self._agents: set[str] = set()  # the routes' agents, whose rate keys were read
 
@@ -58,7 +57,7 @@ class Known:
         senders = {inbound.customer_email for inbound in inbounds}
         known._agents = {a.lower() for route in runtime.settings.routes for a in route.agents}
         await known._load_suppressed(senders | known._agents)
-        await known._load_rate_events(known._rate_keys(senders))
+        await known._load_counts(known._rate_windows(senders))
         return known
 
     # -- duplicates ---------------------------------------------------------------
@@ -101,7 +100,10 @@ class Known:
         agent has been notified about it yet."""
         self._by_code[ticket.code] = ticket
         self._participants[ticket] = {ticket.customer_email}
-        self._events.update((notify_key(agent, ticket.code), []) for agent in self._agents)
+        _, _, seconds = self._windows()
+        self._counts.update(
+            ((notify_key(agent, ticket.code), seconds), 0) for agent in self._agents
+        )
 
     async def new_code(self, prefix: str, now: datetime) -> str:
         """An unused ticket code for ``now``'s day; a batch's codes come from one query."""
@@ -177,14 +179,14 @@ class Known:
 
     async def take(self, limits: Sequence[Limit], now: datetime) -> str | None:
         """As ``ratelimit.take``, counting the batch's own events too."""
-        await self._load_rate_events([key for key, _ in limits if key not in self._events])
+        windows = [(key, seconds) for key, (_, seconds) in limits]
+        await self._load_counts([window for window in windows if window not in self._counts])
         for key, (count, seconds) in limits:
-            since = now - timedelta(seconds=seconds)
-            if sum(at > since for at in self._events[key]) >= count:
+            if self._counts[key, seconds] >= count:
                 return key
-        for key, _ in limits:
-            self._events[key].append(now)
-            add_row(self._session, RateEvent, key=key, at=now)
+        for window in windows:
+            self._counts[window] += 1
+            add_row(self._session, RateEvent, key=window[0], at=now)
         return None
 
     async def _load_suppressed(self, emails: set[str]) -> None:
@@ -199,27 +201,43 @@ class Known:
             found.update(await self._scalars(query))
         self._suppressed.update((email, email in found) for email in emails)
 
-    def _rate_keys(self, senders: set[str]) -> list[str]:
-        """The keys a batch's acknowledgements and notifications will count under."""
-        codes = [ticket.code for ticket in self._by_id.values()]
-        per_ticket = [notify_key(agent, code) for agent in self._agents for code in codes]
-        agents = [notify_key(agent) for agent in self._agents]
-        return [*(ack_key(sender) for sender in senders), *agents, *per_ticket]
+    def _rate_windows(self, senders: set[str]) -> list[tuple[str, int]]:
+        """The keys a batch's acknowledgements and notifications will count under,
+        each with the seconds its limit looks back."""
+        ack, agent, ticket = self._windows()
+        codes = [known.code for known in self._by_id.values()]
+        agents = self._agents
+        return [
+            *((ack_key(sender), ack) for sender in senders),
+            *((notify_key(name), agent) for name in agents),
+            *((notify_key(name, code), ticket) for name in agents for code in codes),
+        ]
 
-    async def _load_rate_events(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
+    def _windows(self) -> tuple[int, int, int]:
+        """The look-back of the ack, per-agent and per-ticket notification limits."""
         t = self._runtime.settings.tickets
         rates = (t.ack_rate_limit, t.notify_rate_limit, t.notify_ticket_rate_limit)
-        since = datetime.now(UTC) - timedelta(seconds=max(parse_rate(r)[1] for r in rates))
-        for key in keys:
-            self._events.setdefault(key, [])
-        for chunk in _chunks(set(keys)):
-            query = select(RateEvent.key, RateEvent.at).where(
-                RateEvent.key.in_(chunk), RateEvent.at > since
-            )
-            for key, at in await self._rows(query):
-                self._events[key].append(utc(at))
+        ack, agent, ticket = (parse_rate(rate)[1] for rate in rates)
+        return ack, agent, ticket
+
+    async def _load_counts(self, windows: Sequence[tuple[str, int]]) -> None:
+        """How many events each (key, seconds) had in its last ``seconds``: counted in
+        the database, one query per look-back, however many events there are."""
+        now = datetime.now(UTC)
+        by_seconds: dict[int, list[str]] = {}
+        for key, seconds in windows:
+            self._counts[key, seconds] = 0
+            by_seconds.setdefault(seconds, []).append(key)
+        for seconds, keys in by_seconds.items():
+            since = now - timedelta(seconds=seconds)
+            for chunk in _chunks(set(keys)):
+                query = (
+                    select(RateEvent.key, func.count())
+                    .where(RateEvent.key.in_(chunk), RateEvent.at > since)
+                    .group_by(RateEvent.key)
+                )
+                for key, count in await self._rows(query):
+                    self._counts[key, seconds] = count
 
     # -- plumbing ---------------------------------------------------------------------
 
