@@ -81,7 +81,8 @@ class Journal:
             self._queue.put_nowait(None)
             await self._writer
         if self._appender is not None:
-            await self._appender.close()
+            appender, self._appender = self._appender, None
+            await appender.close()
 
     async def _write_loop(self) -> None:
         closing = False
