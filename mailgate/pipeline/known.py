@@ -43,7 +43,14 @@ class Known:
         self._suppressed: dict[str, bool] = {}  # lower-case address -> suppressed now
         self._counts: dict[tuple[str, int], int] = {}  # (rate key, seconds) -> recent events
         self._codes: list[str] = []
-        self._agents: set[str] = set()  # the routes' agents, whose rate keys were read
+        # The routes' agents (whose rate keys are read up front), and how far back the
+        # ack, per-agent and per-ticket notification limits look, in seconds.
+        self._agents = {a.lower() for route in runtime.settings.routes for a in route.agents}
+        t = runtime.settings.tickets
+        rates = (t.ack_rate_limit, t.notify_rate_limit, t.notify_ticket_rate_limit)
+        self._ack_window, self._agent_window, self._ticket_window = (
+            parse_rate(rate)[1] for rate in rates
+        )
 
     @classmethod
     async def load(
@@ -55,7 +62,6 @@ class Known:
         await known._load_tickets(inbounds)
         await known._load_participants(list(known._by_id.values()))
         senders = {inbound.customer_email for inbound in inbounds}
-        known._agents = {a.lower() for route in runtime.settings.routes for a in route.agents}
         await known._load_suppressed(senders | known._agents)
         await known._load_counts(known._rate_windows(senders))
         return known
@@ -100,10 +106,8 @@ class Known:
         agent has been notified about it yet."""
         self._by_code[ticket.code] = ticket
         self._participants[ticket] = {ticket.customer_email}
-        _, _, seconds = self._windows()
-        self._counts.update(
-            ((notify_key(agent, ticket.code), seconds), 0) for agent in self._agents
-        )
+        keys = (notify_key(agent, ticket.code) for agent in self._agents)
+        self._counts.update(((key, self._ticket_window), 0) for key in keys)
 
     async def new_code(self, prefix: str, now: datetime) -> str:
         """An unused ticket code for ``now``'s day; a batch's codes come from one query."""
@@ -204,21 +208,13 @@ class Known:
     def _rate_windows(self, senders: set[str]) -> list[tuple[str, int]]:
         """The keys a batch's acknowledgements and notifications will count under,
         each with the seconds its limit looks back."""
-        ack, agent, ticket = self._windows()
-        codes = [known.code for known in self._by_id.values()]
+        codes = [ticket.code for ticket in self._by_id.values()]
         agents = self._agents
         return [
-            *((ack_key(sender), ack) for sender in senders),
-            *((notify_key(name), agent) for name in agents),
-            *((notify_key(name, code), ticket) for name in agents for code in codes),
+            *((ack_key(sender), self._ack_window) for sender in senders),
+            *((notify_key(agent), self._agent_window) for agent in agents),
+            *((notify_key(agent, code), self._ticket_window) for agent in agents for code in codes),
         ]
-
-    def _windows(self) -> tuple[int, int, int]:
-        """The look-back of the ack, per-agent and per-ticket notification limits."""
-        t = self._runtime.settings.tickets
-        rates = (t.ack_rate_limit, t.notify_rate_limit, t.notify_ticket_rate_limit)
-        ack, agent, ticket = (parse_rate(rate)[1] for rate in rates)
-        return ack, agent, ticket
 
     async def _load_counts(self, windows: Sequence[tuple[str, int]]) -> None:
         """How many events each (key, seconds) had in its last ``seconds``: counted in
