@@ -5,29 +5,26 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from sqlalchemy import update
+from sqlalchemy import insert
 
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import JournalEntry
-from mailgate.pipeline.journal import Arrival, insert_entries
+from mailgate.pipeline.journal import Arrival, entry_rows
 from tests.support import journal_entries
 from tests.test_pipeline import mail
 
 
 async def quarantined_entry(engine) -> int:
-    """A good message left in quarantine, as if an older version had failed on it."""
+    """A good message left in quarantine, as if an older version had failed on it.
+
+    Written quarantined in one transaction: a running daemon's pipeline must never
+    see it pending."""
     await upgrade(engine)
     raw = mail("Left behind")
-    [entry_id] = await insert_entries(
-        engine, [Arrival("smtp", "carol@client.test", ("support@example.test",), raw)]
-    )
+    [row] = entry_rows([Arrival("smtp", "carol@client.test", ("support@example.test",), raw)])
+    row.update(state="quarantined", error="apply: RuntimeError: a bug since fixed")
     async with engine.begin() as connection:
-        await connection.execute(
-            update(JournalEntry)
-            .where(JournalEntry.id == entry_id)
-            .values(state="quarantined", error="apply: RuntimeError: a bug since fixed")
-        )
-    return entry_id
+        return await connection.scalar(insert(JournalEntry).returning(JournalEntry.id), row)
 
 
 def run(setup, *args: str) -> subprocess.CompletedProcess:
