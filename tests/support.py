@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import urllib.error
 import urllib.parse
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from email.utils import make_msgid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -240,3 +242,29 @@ def outgoing(
         head.field("Auto-Submitted", auto)
     raw = head.wire(text_entity(text))
     return Outgoing(kind, sender, tuple(recipients), message_id, subject, raw)
+
+
+class DatabaseLock:
+    """Holds an exclusive lock on the journal from another connection."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+
+    async def __aenter__(self):
+        if self.url.startswith("sqlite"):
+            self.sqlite = sqlite3.connect(self.url.split("///", 1)[1], isolation_level=None)
+            self.sqlite.execute("BEGIN EXCLUSIVE")
+        else:
+            self.pg = await asyncpg.connect(self.url.replace("+asyncpg", ""))
+            self.transaction = self.pg.transaction()
+            await self.transaction.start()
+            await self.pg.execute("LOCK TABLE journal_entries IN ACCESS EXCLUSIVE MODE")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.url.startswith("sqlite"):
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+        else:
+            await self.transaction.rollback()
+            await self.pg.close()

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import smtplib
-import sqlite3
 import threading
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ import urllib.request
 import asyncpg
 import pytest
 
-from tests.support import PG_ADMIN_URL, MailgateProcess, journal_entries, wait_until
+from tests.support import PG_ADMIN_URL, DatabaseLock, MailgateProcess, journal_entries, wait_until
 
 
 def send(port: int, body: str, recipient: str = "support@example.test") -> None:
@@ -30,32 +29,6 @@ def healthz(port: int) -> tuple[int, dict]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
-
-
-class DatabaseLock:
-    """Holds an exclusive lock on the journal from another connection."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-
-    async def __aenter__(self):
-        if self.url.startswith("sqlite"):
-            self.sqlite = sqlite3.connect(self.url.split("///", 1)[1], isolation_level=None)
-            self.sqlite.execute("BEGIN EXCLUSIVE")
-        else:
-            self.pg = await asyncpg.connect(self.url.replace("+asyncpg", ""))
-            self.transaction = self.pg.transaction()
-            await self.transaction.start()
-            await self.pg.execute("LOCK TABLE journal_entries IN ACCESS EXCLUSIVE MODE")
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        if self.url.startswith("sqlite"):
-            self.sqlite.execute("ROLLBACK")
-            self.sqlite.close()
-        else:
-            await self.transaction.rollback()
-            await self.pg.close()
 
 
 async def test_locked_database_gives_451_and_stores_nothing(mailgate, engine, database_url):

@@ -13,7 +13,7 @@ import pytest
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import utc
 from mailgate.pipeline.journal import Arrival, Journal
-from tests.support import journal_entries
+from tests.support import DatabaseLock, journal_entries
 
 MESSAGE = (
     b"From: Customer <cust@client.test>\r\n"
@@ -227,3 +227,22 @@ async def test_arrivals_at_once_share_commits_and_each_gets_its_own_entry(engine
         assert entry.sha256 == hashlib.sha256(arrival.raw).hexdigest()
         assert (entry.state, entry.attempts, entry.error) == ("pending", 0, None)
         assert abs(now - utc(entry.received_at)) < timedelta(minutes=1)
+
+
+async def test_a_commit_waits_for_another_writer_and_then_lands(engine, database_url):
+    """A writer holding the database for a moment (the pipeline's transaction) delays
+    a journal commit; it does not fail it."""
+    await upgrade(engine)
+    journal = Journal(engine, timeout=10.0)
+    try:
+        async with DatabaseLock(database_url):
+            storing = asyncio.ensure_future(
+                journal.store(Arrival("smtp", "c@client.test", ("support@example.test",), MESSAGE))
+            )
+            await asyncio.sleep(0.3)
+            assert not storing.done()
+        entry_id = await asyncio.wait_for(storing, 10)
+    finally:
+        await journal.close()
+    [entry] = await journal_entries(engine)
+    assert (entry.id, entry.raw) == (entry_id, MESSAGE)
