@@ -135,7 +135,8 @@ class Message(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     journal_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
     kind: Mapped[str] = mapped_column(String(16))
-    message_id: Mapped[str] = mapped_column(String(998), index=True)
+    # Looked up through the unique index below, whose first column it is.
+    message_id: Mapped[str] = mapped_column(String(998))
     content_sha256: Mapped[str] = mapped_column(String(64), default="")
     from_name: Mapped[str] = mapped_column(String(255), default="")
     from_email: Mapped[str] = mapped_column(String(320), default="")

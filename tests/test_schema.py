@@ -1,0 +1,40 @@
+"""The schema the migrations build, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+from mailgate.db.migrate import upgrade
+from mailgate.db.models import Base, Message
+
+# Full-text search lives beside the models, not in them (migration 0004).
+SEARCH_OBJECTS = ("messages_fts", "search_vector")
+
+
+def _outside_search(difference) -> bool:
+    return not any(name in repr(difference) for name in SEARCH_OBJECTS)
+
+
+async def test_migrations_build_what_the_models_describe(engine):
+    await upgrade(engine)
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert [d for d in differences if _outside_search(d)] == []
+
+
+async def test_lookups_by_message_id_use_an_index(engine):
+    """Dedupe and threading find stored mail by Message-ID without reading the table."""
+    await upgrade(engine)
+    query = select(Message.id).where(Message.message_id.in_(["<a@x.test>", "<b@x.test>"]))
+    sql = str(query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text("SET LOCAL enable_seqscan = off"))  # empty table
+            plan = (await connection.execute(text(f"EXPLAIN {sql}"))).scalars().all()
+        else:
+            plan = [row[-1] for row in await connection.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
+    assert any("Index" in step or "INDEX" in step for step in plan), plan
