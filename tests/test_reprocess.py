@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from sqlalchemy import insert
-
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import JournalEntry
-from mailgate.pipeline.journal import Arrival, entry_rows
+from mailgate.pipeline.journal import Arrival, entry_rows, write_entries
 from tests.support import journal_entries
 from tests.test_pipeline import mail
 
@@ -24,7 +21,8 @@ async def quarantined_entry(engine) -> int:
     [row] = entry_rows([Arrival("smtp", "carol@client.test", ("support@example.test",), raw)])
     row.update(state="quarantined", error="apply: RuntimeError: a bug since fixed")
     async with engine.begin() as connection:
-        return await connection.scalar(insert(JournalEntry).returning(JournalEntry.id), row)
+        [entry_id] = await write_entries(connection, [row])
+        return entry_id
 
 
 def run(setup, *args: str) -> subprocess.CompletedProcess:

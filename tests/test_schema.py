@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import Base, Message
+from tests.support import journal_entries
 
 # Full-text search lives beside the models, not in them (migration 0004).
 SEARCH_OBJECTS = ("messages_fts", "search_vector")
@@ -38,3 +42,27 @@ async def test_lookups_by_message_id_use_an_index(engine):
         else:
             plan = [row[-1] for row in await connection.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
     assert any("Index" in step or "INDEX" in step for step in plan), plan
+
+
+async def test_journal_bytes_survive_the_move_to_their_own_table(engine):
+    """Entries journaled before migration 0006 keep their bytes and their state."""
+    raw = b"From: c@client.test\r\nSubject: before the upgrade\r\n\r\n\x00\xff\r\n"
+    await upgrade(engine, "0005_message_id_index")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO journal_entries (received_at, source, mail_from, recipients, "
+                "peer, helo, size, sha256, raw, state, attempts) VALUES (:at, 'smtp', "
+                "'c@client.test', :rcpt, '', '', :size, :sha, :raw, 'pending', 0)"
+            ),
+            {
+                "at": datetime.now(UTC),
+                "rcpt": '["support@example.test"]',
+                "size": len(raw),
+                "sha": hashlib.sha256(raw).hexdigest(),
+                "raw": raw,
+            },
+        )
+    await upgrade(engine)
+    [entry] = await journal_entries(engine)
+    assert (entry.raw, entry.state, entry.size) == (raw, "pending", len(raw))

@@ -26,8 +26,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -45,11 +46,28 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class JournalRaw(Base):
+    """The bytes of a journal entry, in a table of their own.
+
+    They are written once; the entry's state changes two or three times. SQLite
+    rewrites a whole row on every UPDATE, so with the bytes in the entry each state
+    change wrote the message again: half of what a pipeline batch committed.
+    """
+
+    __tablename__ = "journal_raw"
+
+    entry_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("journal_entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class JournalEntry(Base):
     """One raw message as received, before any interpretation.
 
     ``state``: ``pending`` (waiting for the pipeline), ``processing`` (claimed by a
-    node), ``done``, ``duplicate`` or ``quarantined`` (with ``error``).
+    node), ``done``, ``duplicate`` or ``quarantined`` (with ``error``). ``raw`` is
+    read from ``journal_raw`` and written there (``pipeline/journal.py``).
     """
 
     __tablename__ = "journal_entries"
@@ -63,7 +81,9 @@ class JournalEntry(Base):
     helo: Mapped[str] = mapped_column(String(255), default="")
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw: Mapped[bytes] = column_property(
+        select(JournalRaw.raw).where(JournalRaw.entry_id == id).scalar_subquery()
+    )
     state: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

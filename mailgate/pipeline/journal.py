@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mailgate.db.models import JournalEntry
+from mailgate.db.models import JournalEntry, JournalRaw
 from mailgate.db.session import LOCK_WAIT_SHARE, sqlite_file
 from mailgate.pipeline.journal_sqlite import SqliteAppender
 
@@ -138,19 +138,30 @@ async def insert_entries(
     On PostgreSQL the transaction gets a statement timeout of ``statement_seconds``; a
     SQLite engine bounds its lock wait itself (see ``create_engine``).
     """
-    rows = entry_rows(arrivals)
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(
                 text(f"SET LOCAL statement_timeout = {int(statement_seconds * 1000)}")
             )
-            ordered = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
-            return [row.id for row in await connection.execute(ordered, rows)]
+        return await write_entries(connection, entry_rows(arrivals))
+
+
+async def write_entries(connection: AsyncConnection, rows: Sequence[dict]) -> list[int]:
+    """Insert journal ``rows`` (as ``entry_rows`` makes them) in the connection's
+    transaction: the entries, then their bytes. Returns their ids in order."""
+    entries = [{key: value for key, value in row.items() if key != "raw"} for row in rows]
+    if connection.dialect.name == "postgresql":
+        ordered = insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True)
+        ids = [row.id for row in await connection.execute(ordered, entries)]
+    else:
         # SQLAlchemy can only keep RETURNING in parameter order on SQLite by inserting
         # row by row. SQLite has one writer and hands out rowids in ascending order as
         # the rows go in, so the sorted ids of one batched INSERT are in order too.
-        result = await connection.execute(insert(JournalEntry).returning(JournalEntry.id), rows)
-        return sorted(row.id for row in result)
+        result = await connection.execute(insert(JournalEntry).returning(JournalEntry.id), entries)
+        ids = sorted(row.id for row in result)
+    raws = [{"entry_id": i, "raw": row["raw"]} for i, row in zip(ids, rows, strict=True)]
+    await connection.execute(insert(JournalRaw), raws)
+    return ids
 
 
 def entry_rows(arrivals: Sequence[Arrival]) -> list[dict]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.dialects import sqlite
 
-from mailgate.db.models import JournalEntry
+from mailgate.db.models import JournalEntry, JournalRaw
 from mailgate.db.session import sqlite_pragmas
 
 LOCK_POLL_SECONDS = 0.0005
@@ -51,6 +51,7 @@ class SqliteAppender:
         names = ", ".join(column.name for column in self._columns)
         marks = ", ".join("?" for _ in self._columns)
         self._sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+        self._raw_sql = f"INSERT INTO {JournalRaw.__tablename__} (entry_id, raw) VALUES (?, ?)"
 
     async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert ``rows`` (column key -> value) in one transaction; their ids in order."""
@@ -65,30 +66,35 @@ class SqliteAppender:
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         connection = self._connect()
         params = [self._params(row) for row in rows]
+        raws = [row["raw"] for row in rows]
         deadline = time.monotonic() + self._lock_wait
         while True:
             try:
-                return self._transaction(connection, params)
+                return self._transaction(connection, params, raws)
             except sqlite3.OperationalError as exc:
                 busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # or an extended code
                 if not busy or time.monotonic() > deadline:
                     raise
             time.sleep(LOCK_POLL_SECONDS)
 
-    def _transaction(self, connection: sqlite3.Connection, params: list[tuple]) -> list[int]:
-        """Insert ``params`` in one transaction; SQLITE_BUSY if another writer has
-        the lock (this connection does not wait for it)."""
+    def _transaction(
+        self, connection: sqlite3.Connection, params: list[tuple], raws: list[bytes]
+    ) -> list[int]:
+        """Insert the entries and their bytes in one transaction; SQLITE_BUSY if
+        another writer has the lock (this connection does not wait for it)."""
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.executemany(self._sql, params)
             # One writer holds the lock, so the new rowids follow one another.
             (last,) = connection.execute("SELECT last_insert_rowid()").fetchone()
+            ids = range(last - len(params) + 1, last + 1)
+            connection.executemany(self._raw_sql, zip(ids, raws, strict=True))
             connection.execute("COMMIT")
         except BaseException:
             with suppress(sqlite3.Error):  # keep the first error, not the rollback's
                 connection.execute("ROLLBACK")
             raise
-        return list(range(last - len(params) + 1, last + 1))
+        return list(ids)
 
     def _params(self, row: dict[str, Any]) -> tuple:
         values = (row.get(column.key) for column in self._columns)
