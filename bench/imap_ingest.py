@@ -94,9 +94,10 @@ async def intake_run(engine, server: Dovecot, user: str, expected: int) -> float
 
 async def mailbox_to_tickets(engine, server: Dovecot, user: str, count: int, url: str) -> float:
     """Seconds from a full mailbox to ``count`` tickets: the intake here, the pipeline
-    in a ``mailgate work`` process woken by it, as ``mailgate serve`` runs them."""
+    and delivery in ``mailgate work`` processes woken by it, as ``mailgate serve`` runs
+    them."""
     from mailgate.db.models import JournalEntry, Ticket
-    from mailgate.workers import WorkerProcess
+    from mailgate.workers import Workers
 
     config = Path(tempfile.mkdtemp(prefix="mailgate-bench-")) / "mailgate.toml"
     config.write_text(
@@ -107,10 +108,10 @@ async def mailbox_to_tickets(engine, server: Dovecot, user: str, count: int, url
         await connection.execute(
             update(JournalEntry).where(JournalEntry.state == "pending").values(state="done")
         )
-    workers = WorkerProcess(str(config), config.read_text())
+    workers = Workers(str(config), config.read_text())
     intake = ImapIntake(mailbox(server, user), engine, workers.wake_pipeline)
     worker_task = asyncio.create_task(workers.run())
-    await asyncio.sleep(2.0)  # the worker process starts (imports) before the clock does
+    await asyncio.sleep(2.0)  # the worker processes start (imports) before the clock does
     started = time.perf_counter()
     intake_task = asyncio.create_task(intake.run())
     try:

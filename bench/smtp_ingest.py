@@ -3,7 +3,7 @@
 Intake: both servers take the same load from Postfix's ``smtp-source`` (new
 connection per message, concurrency 10, 2 KB each); mailgate's rate is printed as a
 ratio to the bare sink's. The journal is counted afterwards: a run that lost mail
-fails. A second load with mailgate's worker process paused (SIGSTOP) shows what the
+fails. A second load with mailgate's worker processes paused (SIGSTOP) shows what the
 intake alone does when the pipeline does not share the CPUs and SQLite's writer.
 
 End to end (``--e2e``): new-ticket mails in, acknowledgements out through a smarthost
@@ -192,7 +192,7 @@ def measure_bare(args) -> float:
 
 
 def measure_mailgate(args) -> tuple[float, float]:
-    """(intake rate, intake rate with the worker process paused)."""
+    """(intake rate, intake rate with the worker processes paused)."""
     with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as tmp:
         directory = Path(tmp)
         smtp, web = free_port(), free_port()
@@ -311,7 +311,7 @@ def measure_end_to_end(args) -> tuple[float, list[float]]:
         with running(ack_sink_command(sink, steady), sink), running(command, smtp, cwd=directory):
             wait_healthy(web)
             # A freshly started daemon's first mails pay for its warm-up (imports in
-            # the worker process, template and statement caches): not measured.
+            # the worker processes, template and statement caches): not measured.
             warm = asyncio.run(offer_steadily(smtp, 100.0, 1.0, args.size))
             wait_for_acks(steady, len(warm), seconds=600)
             offered = asyncio.run(offer_steadily(smtp, 100.0, args.steady_seconds, args.size))
@@ -349,7 +349,7 @@ def main() -> None:
         f"new connection per message, concurrency {args.concurrency}"
     )
     print(
-        f"diagnostic, not the target: with the worker process (pipeline, delivery) "
+        f"diagnostic, not the target: with the worker processes (pipeline, delivery) "
         f"paused, the intake alone takes {a:.1f} messages/s, ratio {a / b:.2f}"
     )
     if args.e2e:

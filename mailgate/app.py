@@ -44,7 +44,7 @@ from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
-from mailgate.workers import DELIVERY, PIPELINE, WorkerProcess, listen_for_wakes
+from mailgate.workers import DELIVERY, PIPELINE, ParentLink, Workers
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self.status = DaemonStatus()  # read by the status page and the metrics
-        # The pipeline and delivery, in a process that works from our config.
-        self.workers = WorkerProcess(runtime.config_path, runtime.loaded.text)
+        # The pipeline and delivery, each in a process that works from our config.
+        self.workers = Workers(runtime.config_path, runtime.loaded.text)
         self._reloading: asyncio.Future | None = None
 
     def request_stop(self) -> None:
@@ -82,7 +82,7 @@ class Daemon:
             log.error("reload failed, keeping the running config: %s", exc)
         else:
             if not await self.workers.reload(loaded.text):
-                log.warning("the worker process did not confirm the reload")
+                log.warning("a worker process did not confirm the reload")
             apply_config(self.runtime, loaded)
         self.notifier.notify("READY=1")
 
@@ -171,12 +171,13 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
 
-async def run_workers(runtime: RuntimeConfig, wake_fd: int) -> None:
-    """``mailgate work``: the pipeline and delivery workers, woken by the daemon over
-    ``wake_fd`` (see ``workers.py``); SIGTERM, or the daemon gone, ends them."""
+async def run_workers(runtime: RuntimeConfig, role: str, wake_fd: int) -> None:
+    """``mailgate work``: the pipeline or the delivery worker, woken by the daemon over
+    ``wake_fd`` (see ``workers.py``); SIGTERM, or the daemon gone, ends it."""
     engine = engine_for(runtime.settings.database)
     try:
-        delivery, pipeline = _workers(runtime, engine, pipeline_deps(runtime))
+        link = await ParentLink.open(wake_fd)
+        worker = _worker(role, runtime, engine, link)
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stopped.set)
@@ -184,30 +185,32 @@ async def run_workers(runtime: RuntimeConfig, wake_fd: int) -> None:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends its config
         reload = functools.partial(apply_config_text, runtime)
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(worker.run()) for worker in (pipeline, delivery)]
-            wakes = {PIPELINE: pipeline.wake, DELIVERY: delivery.wake}
-            listener = group.create_task(listen_for_wakes(wake_fd, wakes, reload, stopped.set))
+            task = group.create_task(worker.run())
+            wakes = {PIPELINE if role == "pipeline" else DELIVERY: worker.wake}
+            listener = group.create_task(link.listen(wakes, reload, stopped.set))
             await stopped.wait()
             listener.cancel()
-            await _finish((pipeline, delivery), tasks, WORKER_GRACE_SECONDS)
+            await _finish((worker,), [task], WORKER_GRACE_SECONDS)
     finally:
         await engine.dispose()
 
 
-def _workers(runtime: RuntimeConfig, engine, deps: PipelineDeps):
-    """The delivery worker, and the pipeline worker that wakes it for new mail."""
+def _worker(role: str, runtime: RuntimeConfig, engine, link: ParentLink):
+    """The pipeline worker (which has the daemon wake delivery for the mail it
+    queues), or the delivery worker."""
+    deps = pipeline_deps(runtime)
+    if role == "pipeline":
+        return PipelineWorker(engine, deps, node_id(), lambda: link.wake_parent(DELIVERY))
     outbound = runtime.settings.outbound
-    node = node_id()
-    delivery = DeliveryWorker(
+    return DeliveryWorker(
         engine,
         transport_for(outbound),
-        node,
+        node_id(),
         backoff_base=outbound.retry_base_seconds,
         backoff_cap=outbound.retry_cap_seconds,
         give_up_after=timedelta(hours=outbound.give_up_after_hours),
         return_path=return_paths(runtime, deps.signer),
     )
-    return delivery, PipelineWorker(engine, deps, node, delivery.wake)
 
 
 def apply_config_text(runtime: RuntimeConfig, text: str) -> None:

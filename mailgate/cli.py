@@ -37,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run the daemon")
     work = commands.add_parser(
         "work",
-        help="run the pipeline and delivery workers (mailgate serve starts this and "
-        "writes its config to the worker's stdin)",
+        help="run the pipeline or the delivery worker (mailgate serve starts one of each "
+        "and writes its config to the worker's stdin)",
     )
+    work.add_argument("--role", choices=("pipeline", "delivery"), required=True)
     work.add_argument("--wake-fd", type=int, required=True, metavar="FD")
     deliver = commands.add_parser(
         "deliver", help="store one message from standard input (MTA pipe transport)"
@@ -107,7 +108,7 @@ def _work(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     from mailgate.app import run_workers
     from mailgate.runtime import RuntimeConfig
 
-    asyncio.run(run_workers(RuntimeConfig(loaded, args.config), args.wake_fd))
+    asyncio.run(run_workers(RuntimeConfig(loaded, args.config), args.role, args.wake_fd))
     return 0
 
 

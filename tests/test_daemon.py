@@ -13,7 +13,9 @@ import urllib.request
 
 import asyncpg
 import pytest
+from sqlalchemy import func, select
 
+from mailgate.db.models import OutboxItem
 from tests.support import PG_ADMIN_URL, DatabaseLock, MailgateProcess, journal_entries, wait_until
 
 
@@ -131,7 +133,8 @@ async def test_sighup_reloads_routes_without_dropping_connections(mailgate, engi
         setup.write()
         mailgate.signal(signal.SIGHUP)
         deadline = asyncio.get_running_loop().time() + 10
-        while "config reloaded" not in mailgate.log():
+        # The two worker processes reload first, the daemon last: three log lines.
+        while mailgate.log().count("config reloaded") < 3:
             assert asyncio.get_running_loop().time() < deadline, mailgate.log()
             await asyncio.sleep(0.05)
         await asyncio.to_thread(send, setup.smtp_port, "after", "sales@example.test")
@@ -157,20 +160,34 @@ def _all_processed(engine, count: int):
     return check
 
 
-async def test_a_worker_process_that_dies_is_started_again(mailgate, engine):
-    """The pipeline runs in ``mailgate work``, a child of the daemon: killed, it is
-    started again, and mail accepted meanwhile still becomes tickets. It works from the
-    daemon's config, not the file, which an admin may be halfway through editing."""
+async def test_worker_processes_that_die_are_started_again(mailgate, engine):
+    """The pipeline and delivery run in ``mailgate work`` processes, children of the
+    daemon: killed, each is started again, and mail accepted meanwhile still becomes a
+    ticket and its acknowledgement is still sent (captured). They work from the daemon's
+    config, not the file, which an admin may be halfway through editing."""
     mailgate.setup.config_path.write_text("[smtp\nhalf-edited")
     children = await asyncio.create_subprocess_exec(
         "pgrep", "-P", str(mailgate.process.pid), stdout=asyncio.subprocess.PIPE
     )
-    [worker_pid] = (await children.communicate())[0].split()
-    os.kill(int(worker_pid), signal.SIGKILL)
-    await asyncio.to_thread(send, mailgate.setup.smtp_port, "while-the-worker-was-down")
+    pids = (await children.communicate())[0].split()
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    await asyncio.to_thread(send, mailgate.setup.smtp_port, "while-the-workers-were-down")
     states = await wait_until(_all_processed(engine, 1), "the entry processed", seconds=60)
     assert states == ["done"]
-    assert "worker process exited" in mailgate.log()
+    await wait_until(_captured(engine, 1), "the acknowledgement captured", seconds=60)
+    log = mailgate.log()
+    assert "pipeline worker process exited" in log and "delivery worker process exited" in log
+
+
+def _captured(engine, count: int):
+    async def check():
+        async with engine.connect() as connection:
+            query = select(func.count(OutboxItem.id)).where(OutboxItem.state == "captured")
+            return await connection.scalar(query) >= count
+
+    return check
 
 
 async def test_bad_config_on_sighup_keeps_running(mailgate, engine):
