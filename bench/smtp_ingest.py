@@ -29,7 +29,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 PYTHON = sys.executable
@@ -54,20 +54,25 @@ def wait_for_port(port: int, seconds: float = 30.0) -> None:
 
 @contextmanager
 def running(command: list[str], port: int, cwd: Path | None = None):
-    """A server subprocess, ready once ``port`` accepts; stopped with SIGTERM."""
-    process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
+    """A server subprocess, ready once ``port`` accepts; stopped with SIGTERM. Its
+    stderr goes to ``server.log`` in ``cwd``, and its end is shown if the run fails."""
+    with open(cwd / "server.log", "wb") if cwd else nullcontext(subprocess.DEVNULL) as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            wait_for_port(port)
+            yield process
+        except BaseException:
+            if cwd:
+                lines = (cwd / "server.log").read_text(errors="replace").splitlines()
+                print("\n".join(["--- server log, last lines:", *lines[-20:]]), file=sys.stderr)
+            raise
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def load(port: int, messages: int, concurrency: int, size: int) -> float:
@@ -179,6 +184,22 @@ def wait_healthy(port: int, seconds: float = 60.0) -> None:
     raise RuntimeError("mailgate did not become healthy")
 
 
+def wait_until_processed(directory: Path, seconds: float = 600.0) -> None:
+    """Until no journal entry and no outgoing mail waits, and then a moment more."""
+    deadline = time.monotonic() + seconds
+    waiting = (
+        "SELECT (SELECT count(*) FROM journal_entries WHERE state IN ('pending', 'processing'))"
+        " + (SELECT count(*) FROM outbox WHERE state IN ('queued', 'sending'))"
+    )
+    while time.monotonic() < deadline:
+        with sqlite3.connect(directory / "bench.db") as db:
+            if db.execute(waiting).fetchone()[0] == 0:
+                time.sleep(0.5)
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"mail still waiting after {seconds:g}s")
+
+
 def journal_count(directory: Path) -> int:
     with sqlite3.connect(directory / "bench.db") as db:
         return db.execute("SELECT count(*) FROM journal_entries").fetchone()[0]
@@ -202,6 +223,8 @@ def measure_mailgate(args) -> tuple[float, float]:
             wait_healthy(web)
             load(smtp, 200, args.concurrency, args.size)  # warm-up
             rate = load(smtp, args.messages, args.concurrency, args.size)
+            # Paused mid-transaction, a worker would hold SQLite's lock: pause idle ones.
+            wait_until_processed(directory)
             with paused(children(daemon.pid)):
                 alone = load(smtp, args.messages, args.concurrency, args.size)
             stored = journal_count(directory)
