@@ -33,6 +33,7 @@ from mailgate.db.session import create_engine
 from mailgate.intake.imap import ImapIntake
 from mailgate.intake.imap_source import FETCH_CHUNK
 from mailgate.intake.imap_wire import fetched_bodies, search_uids, uid_set
+from mailgate.pipeline.journal import Journal
 from tests.dovecot import Dovecot, message, missing
 
 
@@ -76,7 +77,8 @@ def mailbox(server: Dovecot, user: str) -> Imap:
 
 async def intake_run(engine, server: Dovecot, user: str, expected: int) -> float:
     """Run the intake until ``expected`` new messages are journaled and marked; seconds."""
-    intake = ImapIntake(mailbox(server, user), engine)
+    journal = Journal(engine, timeout=30.0)
+    intake = ImapIntake(mailbox(server, user), journal)
     started = time.perf_counter()
     task = asyncio.create_task(intake.run())
     try:
@@ -88,6 +90,7 @@ async def intake_run(engine, server: Dovecot, user: str, expected: int) -> float
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await journal.close()
         if intake.status.last_error:
             print(f"  note: intake reported {intake.status.last_error}")
 
@@ -109,7 +112,8 @@ async def mailbox_to_tickets(engine, server: Dovecot, user: str, count: int, url
             update(JournalEntry).where(JournalEntry.state == "pending").values(state="done")
         )
     workers = Workers(str(config), config.read_text())
-    intake = ImapIntake(mailbox(server, user), engine, workers.wake_pipeline)
+    journal = Journal(engine, 30.0, workers.wake_pipeline)
+    intake = ImapIntake(mailbox(server, user), journal)
     worker_task = asyncio.create_task(workers.run())
     await asyncio.sleep(2.0)  # the worker processes start (imports) before the clock does
     started = time.perf_counter()
@@ -124,6 +128,7 @@ async def mailbox_to_tickets(engine, server: Dovecot, user: str, count: int, url
         await asyncio.gather(intake_task, return_exceptions=True)
         await workers.stop(15.0)
         await worker_task
+        await journal.close()
         shutil.rmtree(config.parent, ignore_errors=True)
 
 

@@ -116,7 +116,7 @@ class Daemon:
                 settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
             )
             servers = await self._start_listeners(journal, registry)
-            self.status.imap = self._imap_intakes(engine, workers.wake_pipeline)
+            self.status.imap = self._imap_intakes(journal)
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
@@ -138,11 +138,11 @@ class Daemon:
                 await workers.stop(WORKER_GRACE_SECONDS + 5)
         log.info("mailgate stopped")
 
-    def _imap_intakes(self, engine, on_commit: Callable[[], None]) -> list[ImapIntake]:
-        """One intake per ``[[imap]]`` mailbox; each journals straight into ``engine``."""
+    def _imap_intakes(self, journal: Journal) -> list[ImapIntake]:
+        """One intake per ``[[imap]]`` mailbox; each commits its batches to ``journal``."""
         settings = self.runtime.settings
         node, limit = node_id(), settings.smtp.max_message_bytes
-        return [ImapIntake(box, engine, on_commit, node, limit) for box in settings.imap]
+        return [ImapIntake(box, journal, node, limit) for box in settings.imap]
 
     async def _start_listeners(self, journal: Journal, registry: SessionRegistry) -> list:
         smtp = self.runtime.settings.smtp

@@ -24,6 +24,7 @@ from mailgate.db.session import create_engine
 from mailgate.intake.imap import ImapIntake
 from mailgate.intake.imap_state import Position, load_position, save_position
 from mailgate.intake.imap_wire import fetched_bodies, plan_batches, return_path, uid_set
+from mailgate.pipeline.journal import Journal
 from tests.dovecot import Dovecot, message, missing
 from tests.support import MailgateProcess, journal_entries, need, wait_until
 
@@ -51,6 +52,14 @@ def bare_dovecot():
 async def db(engine):
     await upgrade(engine)
     return engine
+
+
+@pytest.fixture
+async def journal(db):
+    """The journal the intakes commit to, on the test's database."""
+    journal = Journal(db, timeout=10.0)
+    yield journal
+    await journal.close()
 
 
 def mailbox(server: Dovecot, user: str, security: str = "tls", **keys) -> Imap:
@@ -116,20 +125,20 @@ async def assert_once_each(engine, sent: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
-async def test_500_then_50_more_after_a_restart_each_once_and_seen(dovecot, db, security):
+async def test_500_then_50_more_after_a_restart_each_once_and_seen(dovecot, db, security, journal):
     user = dovecot.add_user()
     first = [message(n, 2000) for n in range(500)]
     await append(dovecot, user, first)
     config = mailbox(dovecot, user, security, poll_seconds=300)
     started = time.monotonic()
-    async with running(intake := ImapIntake(config, db)):
+    async with running(intake := ImapIntake(config, journal)):
         await settled(db, intake, 500)
     print(f"500 messages over {security} journaled in {time.monotonic() - started:.2f}s")
     await assert_once_each(db, first)
 
     second = [message(n, 2000, tag="later") for n in range(50)]
     await append(dovecot, user, second)
-    async with running(intake := ImapIntake(config, db)):
+    async with running(intake := ImapIntake(config, journal)):
         await settled(db, intake, 550)
     await assert_once_each(db, first + second)
     flags = await asyncio.to_thread(dovecot.flags, user)
@@ -141,12 +150,12 @@ async def test_500_then_50_more_after_a_restart_each_once_and_seen(dovecot, db, 
     assert (await load_position(db, user)).last_uid == 550
 
 
-async def test_move_mode_leaves_inbox_empty_and_folder_seen(dovecot, db):
+async def test_move_mode_leaves_inbox_empty_and_folder_seen(dovecot, db, journal):
     user = dovecot.add_user()
     sent = [message(n) for n in range(40)]
     await append(dovecot, user, sent)
     config = mailbox(dovecot, user, "starttls", after="move:Processed")
-    async with running(intake := ImapIntake(config, db)):
+    async with running(intake := ImapIntake(config, journal)):
         await settled(db, intake, 40)
     await assert_once_each(db, sent)
     assert await asyncio.to_thread(dovecot.count, user) == 0
@@ -154,11 +163,11 @@ async def test_move_mode_leaves_inbox_empty_and_folder_seen(dovecot, db):
     assert len(moved) == 40 and all(SEEN in f for f in moved.values())
 
 
-async def test_delete_mode_removes_journaled_mail(dovecot, db):
+async def test_delete_mode_removes_journaled_mail(dovecot, db, journal):
     user = dovecot.add_user()
     sent = [message(n) for n in range(30)]
     await append(dovecot, user, sent)
-    async with running(intake := ImapIntake(mailbox(dovecot, user, after="delete"), db)):
+    async with running(intake := ImapIntake(mailbox(dovecot, user, after="delete"), journal)):
         await settled(db, intake, 30)
         await append(dovecot, user, [extra := message(99)])
         await settled(db, intake, 31)
@@ -166,9 +175,9 @@ async def test_delete_mode_removes_journaled_mail(dovecot, db):
     assert await asyncio.to_thread(dovecot.count, user) == 0
 
 
-async def test_idle_push_is_fetched_long_before_poll_seconds(dovecot, db):
+async def test_idle_push_is_fetched_long_before_poll_seconds(dovecot, db, journal):
     user = dovecot.add_user()
-    async with running(intake := ImapIntake(mailbox(dovecot, user, poll_seconds=300), db)):
+    async with running(intake := ImapIntake(mailbox(dovecot, user, poll_seconds=300), journal)):
         await wait_until(status_says(lambda: intake.status.idling), "IDLE", 30)
         started = time.monotonic()
         await append(dovecot, user, [pushed := message(1)])
@@ -178,11 +187,11 @@ async def test_idle_push_is_fetched_long_before_poll_seconds(dovecot, db):
     await assert_once_each(db, [pushed])
 
 
-async def test_without_idle_or_move_it_polls_and_copies(bare_dovecot, db):
+async def test_without_idle_or_move_it_polls_and_copies(bare_dovecot, db, journal):
     server, user = bare_dovecot, bare_dovecot.add_user()
     await append(server, user, early := [message(n) for n in range(5)])
     config = mailbox(server, user, poll_seconds=0.3, after="move:Archive")
-    async with running(intake := ImapIntake(config, db)):
+    async with running(intake := ImapIntake(config, journal)):
         await settled(db, intake, 5)
         await append(server, user, late := [message(n, tag="late") for n in range(5)])
         await settled(db, intake, 10)
@@ -192,13 +201,13 @@ async def test_without_idle_or_move_it_polls_and_copies(bare_dovecot, db):
     assert await asyncio.to_thread(server.count, user, "Archive") == 10
 
 
-async def test_reconnects_after_dovecot_restarts(db):
+async def test_reconnects_after_dovecot_restarts(db, journal):
     need(not missing(), missing() or "dovecot")
     server = await asyncio.to_thread(Dovecot().start)
     try:
         user = server.add_user()
         await append(server, user, before := [message(n) for n in range(10)])
-        async with running(intake := ImapIntake(mailbox(server, user, poll_seconds=300), db)):
+        async with running(intake := ImapIntake(mailbox(server, user, poll_seconds=300), journal)):
             await settled(db, intake, 10)
             await asyncio.to_thread(server.stop)
             await wait_until(status_says(lambda: not intake.status.connected), "the drop")
@@ -211,10 +220,10 @@ async def test_reconnects_after_dovecot_restarts(db):
         await asyncio.to_thread(server.remove)
 
 
-async def test_wrong_password_is_reported_and_other_mailbox_keeps_working(dovecot, db):
+async def test_wrong_password_is_reported_and_other_mailbox_keeps_working(dovecot, db, journal):
     good, bad = dovecot.add_user(), dovecot.add_user()
-    wrong = ImapIntake(mailbox(dovecot, bad, password="not-the-password"), db)
-    right = ImapIntake(mailbox(dovecot, good), db)
+    wrong = ImapIntake(mailbox(dovecot, bad, password="not-the-password"), journal)
+    right = ImapIntake(mailbox(dovecot, good), journal)
     await append(dovecot, bad, [message(0)])
     async with running(wrong, right):
         await append(dovecot, good, sent := [message(n) for n in range(5)])
@@ -226,9 +235,9 @@ async def test_wrong_password_is_reported_and_other_mailbox_keeps_working(doveco
     await assert_once_each(db, sent)
 
 
-async def test_untrusted_certificate_is_a_clear_tls_error(dovecot, db):
+async def test_untrusted_certificate_is_a_clear_tls_error(dovecot, db, journal):
     user = dovecot.add_user()
-    intake = ImapIntake(mailbox(dovecot, user, ca_file=""), db)  # the system CAs only
+    intake = ImapIntake(mailbox(dovecot, user, ca_file=""), journal)  # the system CAs only
     async with running(intake):
         await wait_until(status_says(lambda: intake.status.last_error), "the TLS error")
     error = intake.status.last_error
@@ -236,23 +245,23 @@ async def test_untrusted_certificate_is_a_clear_tls_error(dovecot, db):
     assert "certificate verify failed" in error
 
 
-async def test_uidvalidity_change_fetches_the_folder_again(dovecot, db):
+async def test_uidvalidity_change_fetches_the_folder_again(dovecot, db, journal):
     user = dovecot.add_user()
     await append(dovecot, user, sent := [message(n) for n in range(5)])
     await save_position(db, user, Position(uidvalidity=1, last_uid=10_000))
-    async with running(intake := ImapIntake(mailbox(dovecot, user), db)):
+    async with running(intake := ImapIntake(mailbox(dovecot, user), journal)):
         await settled(db, intake, 5)
     await assert_once_each(db, sent)
     position = await load_position(db, user)
     assert position.uidvalidity != 1 and position.last_uid == 5
 
 
-async def test_oversized_message_stays_unread_and_does_not_stall_the_rest(dovecot, db):
+async def test_oversized_message_stays_unread_and_does_not_stall_the_rest(dovecot, db, journal):
     user = dovecot.add_user()
     poison = b"\xff\xfe not a header line\r\n\r\n\x80\x81 binary junk\r\n"
     small = [message(0), poison, message(2)]
     await append(dovecot, user, [small[0], message(1, 60_000), *small[1:]])
-    intake = ImapIntake(mailbox(dovecot, user, after="delete"), db, max_message_bytes=20_000)
+    intake = ImapIntake(mailbox(dovecot, user, after="delete"), journal, max_message_bytes=20_000)
     async with running(intake):
         await settled(db, intake, 3)
     await assert_once_each(db, small)  # the unparseable one is journaled like any other
@@ -268,7 +277,8 @@ async def test_two_nodes_on_postgresql_journal_each_message_once(dovecot, db, da
     await append(dovecot, user, sent := [message(n) for n in range(300)])
     other_engine = create_engine(database_url)
     config = mailbox(dovecot, user, poll_seconds=300)
-    nodes = [ImapIntake(config, e, lease_retry_seconds=0.3) for e in (db, other_engine)]
+    journals = [Journal(engine, timeout=10.0) for engine in (db, other_engine)]
+    nodes = [ImapIntake(config, journal, lease_retry_seconds=0.3) for journal in journals]
     try:
         async with running(*nodes) as tasks:
             holder = await lease_holder(nodes)
@@ -288,6 +298,8 @@ async def test_two_nodes_on_postgresql_journal_each_message_once(dovecot, db, da
             await settled(db, holder, 340)
             sent += more
     finally:
+        for journal in journals:
+            await journal.close()
         await other_engine.dispose()
     await assert_once_each(db, sent)
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
 from aioimaplib import AioImapException, CommandTimeout
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.config import Imap
 from mailgate.intake.imap_source import ImapError, ImapSource
@@ -38,11 +37,11 @@ from mailgate.intake.imap_state import (
     save_position,
 )
 from mailgate.intake.imap_wire import Batch, plan_batches, return_path
-from mailgate.pipeline.journal import Arrival, insert_entries
+from mailgate.pipeline.journal import Arrival, Journal
 
 log = logging.getLogger(__name__)
 
-BATCH_COUNT = 200  # messages per UID FETCH and per journal transaction
+BATCH_COUNT = 400  # messages per UID FETCH and per journal transaction
 BATCH_BYTES = 32 << 20  # and about this many bytes, so memory stays bounded
 SMALL_BYTES = BATCH_BYTES // BATCH_COUNT  # sizes are looked up for larger messages only
 IDLE_RENEW_SECONDS = 600.0  # servers may drop an IDLE after 30 minutes
@@ -60,8 +59,7 @@ class ImapIntake:
     def __init__(
         self,
         config: Imap,
-        engine: AsyncEngine,
-        on_commit: Callable[[], None] = lambda: None,
+        journal: Journal,
         node_id: str = "",
         max_message_bytes: int = 26_214_400,
         *,
@@ -70,8 +68,8 @@ class ImapIntake:
     ) -> None:
         self.config = config
         self.status = ImapStatus(config.name)
-        self._engine = engine
-        self._on_commit = on_commit
+        self._journal = journal
+        self._engine = journal.engine
         self._node = node_id
         self._limit = max_message_bytes
         self._timeout = timeout
@@ -178,9 +176,8 @@ class ImapIntake:
     ) -> None:
         if fetched:
             arrivals = [self._arrival(uid, raw, settled.uidvalidity) for uid, raw in fetched]
-            await insert_entries(self._engine, arrivals)
+            await self._journal.append(arrivals)
             self.status.journaled += len(arrivals)
-            self._on_commit()
             await source.mark([uid for uid, _ in fetched], self.config.after)
         await save_position(self._engine, self.config.name, settled)
 

@@ -75,6 +75,17 @@ class Journal:
         except TimeoutError as exc:
             raise JournalUnavailable(f"journal write took over {self._timeout:g}s") from exc
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def append(self, arrivals: Sequence[Arrival]) -> list[int]:
+        """Commit ``arrivals`` together now, in a transaction of their own (an IMAP
+        batch), and return their ids; a database error is raised as it is."""
+        ids = await self._insert(list(arrivals))
+        self._on_commit()
+        return ids
+
     async def close(self) -> None:
         """Commit what is already queued, then stop the writer."""
         if self._writer is not None and not self._writer.done():
