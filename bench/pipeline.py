@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
-from mailgate.app import node_id, pipeline_deps
 from mailgate.config import LoadedConfig, Route, Settings
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import OutboxItem, Ticket
@@ -31,6 +30,7 @@ from mailgate.db.session import create_engine
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
+from mailgate.work import node_id, pipeline_deps
 
 ROUTE = "support@example.test"
 

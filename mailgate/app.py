@@ -1,4 +1,5 @@
-"""The composition root: builds the engine, listeners, workers and web app, runs them.
+"""The daemon's composition root: builds the engine, listeners, workers and web app,
+runs them (the worker processes have theirs in ``work.py``).
 
 Only the CLI imports this module. Everything with a lifetime is created here and
 torn down here, in reverse order: stop accepting, finish the sessions in flight,
@@ -10,45 +11,32 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import secrets
 import signal
-import socket
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import timedelta
 
 from aiohttp import web
 
 from mailgate.config import (
     ConfigError,
-    LoadedConfig,
-    config_from_text,
     parse_listen,
-    server_secret,
 )
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
 from mailgate.intake.imap import ImapIntake
 from mailgate.intake.smtp import SessionRegistry, start_listener
-from mailgate.outbox.compose import Composer
-from mailgate.outbox.templates import MailTemplates
-from mailgate.outbox.transport import transport_for
-from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.journal import Journal
 from mailgate.pipeline.reprocess import reprocess as reprocess_entries
-from mailgate.pipeline.worker import PipelineDeps, PipelineWorker
+from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
-from mailgate.signing import Signer
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
-from mailgate.workers import DELIVERY, PIPELINE, ParentLink, Workers
+from mailgate.work import WORKER_GRACE_SECONDS, apply_config, node_id, pipeline_deps
+from mailgate.workers import Workers
 
 log = logging.getLogger(__name__)
-
-WORKER_GRACE_SECONDS = 10.0
 
 
 class StartupError(Exception):
@@ -169,99 +157,6 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-
-
-async def run_workers(runtime: RuntimeConfig, role: str, wake_fd: int) -> None:
-    """``mailgate work``: the pipeline or the delivery worker, woken by the daemon over
-    ``wake_fd`` (see ``workers.py``); SIGTERM, or the daemon gone, ends it."""
-    engine = engine_for(runtime.settings.database)
-    try:
-        link = await ParentLink.open(wake_fd)
-        worker = _worker(role, runtime, engine, link)
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stopped.set)
-        loop.add_signal_handler(signal.SIGINT, lambda: None)  # the daemon decides
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends its config
-        reload = functools.partial(apply_config_text, runtime)
-        async with asyncio.TaskGroup() as group:
-            task = group.create_task(worker.run())
-            wakes = {PIPELINE if role == "pipeline" else DELIVERY: worker.wake}
-            listener = group.create_task(link.listen(wakes, reload, stopped.set))
-            await stopped.wait()
-            listener.cancel()
-            await _finish((worker,), [task], WORKER_GRACE_SECONDS)
-    finally:
-        await engine.dispose()
-
-
-def _worker(role: str, runtime: RuntimeConfig, engine, link: ParentLink):
-    """The pipeline worker (which has the daemon wake delivery for the mail it
-    queues), or the delivery worker."""
-    deps = pipeline_deps(runtime)
-    if role == "pipeline":
-        return PipelineWorker(engine, deps, node_id(), lambda: link.wake_parent(DELIVERY))
-    outbound = runtime.settings.outbound
-    return DeliveryWorker(
-        engine,
-        transport_for(outbound),
-        node_id(),
-        backoff_base=outbound.retry_base_seconds,
-        backoff_cap=outbound.retry_cap_seconds,
-        give_up_after=timedelta(hours=outbound.give_up_after_hours),
-        return_path=return_paths(runtime, deps.signer),
-    )
-
-
-def apply_config_text(runtime: RuntimeConfig, text: str) -> None:
-    """The worker process: work from the daemon's config ``text``."""
-    try:
-        loaded = config_from_text(text, runtime.loaded.path)
-    except ConfigError as exc:  # the daemon checked it; a secret file may have changed
-        log.error("reload failed, keeping the running config: %s", exc)
-        return
-    apply_config(runtime, loaded)
-
-
-def apply_config(runtime: RuntimeConfig, loaded: LoadedConfig) -> None:
-    stale = runtime.apply(loaded)
-    log.info("config reloaded from %s", runtime.loaded.source)
-    if stale:
-        log.warning("changes to [%s] need a restart", "], [".join(stale))
-
-
-async def _finish(workers, tasks: list[asyncio.Task], grace: float) -> None:
-    """Let each worker end its current pass (no transaction cut in half), then cancel."""
-    for worker in workers:
-        worker.stop()
-    await asyncio.wait(tasks, timeout=grace)
-    for task in tasks:
-        task.cancel()
-
-
-def node_id() -> str:
-    """Names this process in work claims, so several nodes can share one database."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def return_paths(runtime: RuntimeConfig, signer: Signer) -> Callable[[str, int], str]:
-    """The envelope sender of an outbox item: its signed bounce address. The return
-    path domain is read at each use, so a reload (SIGHUP) changes it."""
-
-    def return_path(sender: str, outbox_id: int) -> str:
-        domain = runtime.settings.outbound.return_path_domain
-        return signer.bounce_address(sender, outbox_id, domain)
-
-    return return_path
-
-
-def pipeline_deps(runtime: RuntimeConfig) -> PipelineDeps:
-    """The signer and composer the pipeline and the web share."""
-    settings = runtime.settings
-    signer = Signer(server_secret(settings))
-    templates = MailTemplates(settings.templates.directory)
-    composer = Composer(templates, signer, settings.web.base_url)
-    return PipelineDeps(runtime, signer, composer)
 
 
 async def reprocess(

@@ -105,8 +105,8 @@ def _worker_config(explicit: str | None) -> LoadedConfig:
 
 
 def _work(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    from mailgate.app import run_workers
     from mailgate.runtime import RuntimeConfig
+    from mailgate.work import run_workers
 
     asyncio.run(run_workers(RuntimeConfig(loaded, args.config), args.role, args.wake_fd))
     return 0

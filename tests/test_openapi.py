@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
-from mailgate.app import pipeline_deps
 from mailgate.config import LoadedConfig, parse_config
 from mailgate.db.session import create_engine
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.app import init_app
 from mailgate.web.context import WebContext
 from mailgate.web.openapi import document
+from mailgate.work import pipeline_deps
 from tests.support import MailgateProcess, api_call
 
 

@@ -11,7 +11,6 @@ from email.utils import make_msgid
 
 from sqlalchemy import func, select, update
 
-from mailgate.app import node_id, pipeline_deps
 from mailgate.config import Agent, LoadedConfig, Route, Settings
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import (
@@ -26,6 +25,7 @@ from mailgate.db.models import (
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
+from mailgate.work import node_id, pipeline_deps
 from tests.test_pipeline import mail
 
 SUPPORT = "support@example.test"

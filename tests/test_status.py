@@ -91,7 +91,6 @@ async def imap_status(tmp_path):
     """The app in-process, with two IMAP intakes in the states a daemon would show."""
     from aiohttp.test_utils import TestClient, TestServer
 
-    from mailgate.app import pipeline_deps
     from mailgate.config import Imap, LoadedConfig, parse_config
     from mailgate.db.migrate import upgrade
     from mailgate.db.session import create_engine
@@ -99,6 +98,7 @@ async def imap_status(tmp_path):
     from mailgate.runtime import RuntimeConfig
     from mailgate.web.app import init_app
     from mailgate.web.context import DaemonStatus, WebContext
+    from mailgate.work import pipeline_deps
 
     runtime = RuntimeConfig(LoadedConfig(parse_config('[web]\nsecret_key = "k"\n', "test"), None))
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/status.db")
