@@ -26,7 +26,7 @@ from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.worker import PipelineDeps, PipelineWorker
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
-from mailgate.workers import DELIVERY, PIPELINE, ParentLink
+from mailgate.workers import DELIVERY, ROLES, ParentLink
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ async def run_workers(runtime: RuntimeConfig, role: str, wake_fd: int) -> None:
         reload = functools.partial(apply_config_text, runtime)
         async with asyncio.TaskGroup() as group:
             task = group.create_task(worker.run())
-            wakes = {PIPELINE if role == "pipeline" else DELIVERY: worker.wake}
+            wakes = {ROLES[role]: worker.wake}
             listener = group.create_task(link.listen(wakes, reload, stopped.set))
             await stopped.wait()
             listener.cancel()
-            await _finish((worker,), [task], WORKER_GRACE_SECONDS)
+            await _finish(worker, task, WORKER_GRACE_SECONDS)
     finally:
         await engine.dispose()
 
@@ -92,13 +92,11 @@ def apply_config(runtime: RuntimeConfig, loaded: LoadedConfig) -> None:
         log.warning("changes to [%s] need a restart", "], [".join(stale))
 
 
-async def _finish(workers, tasks: list[asyncio.Task], grace: float) -> None:
-    """Let each worker end its current pass (no transaction cut in half), then cancel."""
-    for worker in workers:
-        worker.stop()
-    await asyncio.wait(tasks, timeout=grace)
-    for task in tasks:
-        task.cancel()
+async def _finish(worker, task: asyncio.Task, grace: float) -> None:
+    """Let the worker end its current pass (no transaction cut in half), then cancel."""
+    worker.stop()
+    await asyncio.wait([task], timeout=grace)
+    task.cancel()
 
 
 def node_id() -> str:
