@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tests.support import free_ports
+
 DOMAIN = "example.test"
 DH_FILE = Path("/usr/share/dovecot/dh.pem")
 POOL_SIZE = 100
@@ -64,12 +66,6 @@ service imap-login {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def missing() -> str:
     """Why a Dovecot cannot be started here, or "" if it can."""
     if not shutil.which("dovecot"):
@@ -105,8 +101,7 @@ class Dovecot:
     def __init__(self, capability: str = "") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mailgate-dovecot-"))
         self.dir.chmod(0o755)  # the imap processes run as vmail and must reach mail/
-        self.imap_port = free_port()
-        self.imaps_port = free_port()
+        self.imap_port, self.imaps_port = free_ports(2)
         self.capability = capability
         self.users: dict[str, str] = {}
         self._pool = [f"box-{n:03d}@{DOMAIN}" for n in range(POOL_SIZE, 0, -1)]

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from email.utils import make_msgid
 from pathlib import Path
 
@@ -39,10 +39,21 @@ def need(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago.
+
+    The sockets stay bound until all are chosen: closed one at a time, the kernel may
+    hand the same port out again on the next call.
+    """
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def toml_value(value) -> str:
@@ -59,9 +70,7 @@ class MailgateSetup:
     def __init__(self, directory: Path, database_url: str) -> None:
         self.directory = directory
         self.database_url = database_url
-        self.smtp_port = free_port()
-        self.lmtp_port = free_port()
-        self.web_port = free_port()
+        self.smtp_port, self.lmtp_port, self.web_port = free_ports(3)
         self.sections: dict[str, dict] = {
             "database": {"url": database_url, "write_timeout_seconds": 3.0},
             "smtp": {
