@@ -32,15 +32,13 @@ import urllib.request
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support import free_port, free_ports
+
 PYTHON = sys.executable
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 WARM_UP = 200  # messages each server takes before it is measured
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, seconds: float = 30.0) -> None:
@@ -217,7 +215,7 @@ def measure_mailgate(args) -> tuple[float, float]:
     """(intake rate, intake rate with the worker processes paused)."""
     with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as tmp:
         directory = Path(tmp)
-        smtp, web = free_port(), free_port()
+        smtp, web = free_ports(2)
         config = mailgate_config(directory, smtp, web, None)
         command = [PYTHON, "-m", "mailgate", "--config", str(config), "serve"]
         with running(command, smtp, cwd=directory) as daemon:
@@ -321,7 +319,7 @@ def measure_end_to_end(args) -> tuple[float, list[float]]:
 
     with tempfile.TemporaryDirectory(prefix="mailgate-e2e-") as tmp:
         directory = Path(tmp)
-        sink, smtp, web = free_port(), free_port(), free_port()
+        sink, smtp, web = free_ports(2), free_port()
         config = mailgate_config(directory, smtp, web, sink)
         command = [PYTHON, "-m", "mailgate", "--config", str(config), "serve"]
         burst, steady = directory / "burst.log", directory / "steady.log"

@@ -30,7 +30,8 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.smtp_ingest import free_port, running
+from bench.smtp_ingest import running
+from tests.support import free_port
 from tests.web import CSRF_INPUT
 
 PASSWORD = "benchmark passphrase"
