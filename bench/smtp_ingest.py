@@ -319,7 +319,7 @@ def measure_end_to_end(args) -> tuple[float, list[float]]:
 
     with tempfile.TemporaryDirectory(prefix="mailgate-e2e-") as tmp:
         directory = Path(tmp)
-        sink, smtp, web = free_ports(2), free_port()
+        sink, smtp, web = free_ports(3)
         config = mailgate_config(directory, smtp, web, sink)
         command = [PYTHON, "-m", "mailgate", "--config", str(config), "serve"]
         burst, steady = directory / "burst.log", directory / "steady.log"
