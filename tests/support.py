@@ -39,17 +39,25 @@ def need(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago.
+# Ports this test process handed out. A port is free again once its probe socket
+# closes, and the kernel readily hands it to the next probe; a server that binds later
+# (a smarthost started after the daemon's ports were chosen) would then collide.
+_HANDED_OUT: set[int] = set()
 
-    The sockets stay bound until all are chosen: closed one at a time, the kernel may
-    hand the same port out again on the next call.
-    """
+
+def free_ports(count: int) -> list[int]:
+    """``count`` loopback ports that were free a moment ago, none handed out before
+    in this process. The probe sockets stay bound until all are chosen."""
     with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
+        chosen: list[int] = []
+        while len(chosen) < count:
+            sock = stack.enter_context(socket.socket())
             sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+            port = sock.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                chosen.append(port)
+        return chosen
 
 
 def free_port() -> int:
