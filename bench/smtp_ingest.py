@@ -11,6 +11,10 @@ sink. (1) the rate from the first mail sent to the last acknowledgement received
 ratio to the bare sink; (2) mail-to-acknowledgement latency, p50 and p99, with mail
 offered at a steady 100 messages/s.
 
+Each part also prints the CPU time per message of every process taking part (from
+/proc): steadier than rates on a shared machine, and it shows where a message's cost
+goes. The bare sink and the daemon's event loop both run aiosmtpd.
+
     .venv/bin/python bench/smtp_ingest.py [--messages 5000] [--repeat 3] [--e2e]
 """
 
@@ -39,6 +43,7 @@ from tests.support import free_port, free_ports
 PYTHON = sys.executable
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 WARM_UP = 200  # messages each server takes before it is measured
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_port(port: int, seconds: float = 30.0) -> None:
@@ -204,15 +209,19 @@ def journal_count(directory: Path) -> int:
         return db.execute("SELECT count(*) FROM journal_entries").fetchone()[0]
 
 
-def measure_bare(args) -> float:
+def measure_bare(args) -> tuple[float, float]:
+    """(the bare sink's rate, its CPU milliseconds per message)."""
     port = free_port()
-    with running(bare_sink_command(port), port):
+    with running(bare_sink_command(port), port) as sink:
         load(port, WARM_UP, args.concurrency, args.size)
-        return load(port, args.messages, args.concurrency, args.size)
+        with cpu_used({"sink": (sink.pid, None)}) as used:
+            rate = load(port, args.messages, args.concurrency, args.size)
+        return rate, per_message(used, args.messages)["sink"]
 
 
-def measure_mailgate(args) -> tuple[float, float]:
-    """(intake rate, intake rate with the worker processes paused)."""
+def measure_mailgate(args) -> tuple[float, float, dict[str, float]]:
+    """(intake rate, intake rate with the worker processes paused, CPU milliseconds per
+    message of each process, and of the daemon's event loop, under the first load)."""
     with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as tmp:
         directory = Path(tmp)
         smtp, web = free_ports(2)
@@ -221,20 +230,54 @@ def measure_mailgate(args) -> tuple[float, float]:
         with running(command, smtp, cwd=directory) as daemon:
             wait_healthy(web)
             load(smtp, WARM_UP, args.concurrency, args.size)
-            rate = load(smtp, args.messages, args.concurrency, args.size)
+            workers = children(daemon.pid)
+            measured = {"daemon": (daemon.pid, None), "event loop": (daemon.pid, daemon.pid)}
+            measured |= {role(pid): (pid, None) for pid in workers}
+            with cpu_used(measured) as used:
+                rate = load(smtp, args.messages, args.concurrency, args.size)
             # Paused mid-transaction, a worker would hold SQLite's lock: pause idle ones.
             wait_until_processed(directory)
-            with paused(children(daemon.pid)):
+            with paused(workers):
                 alone = load(smtp, args.messages, args.concurrency, args.size)
             stored = journal_count(directory)
         if stored != 2 * args.messages + WARM_UP:
             accepted = 2 * args.messages + WARM_UP
             raise SystemExit(f"LOST MAIL: {accepted} accepted, {stored} in journal")
-        return rate, alone
+        return rate, alone, per_message(used, args.messages)
 
 
 def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def role(pid: int) -> str:
+    """A worker process's role, from its ``mailgate work --role ROLE`` command line."""
+    argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    return argv[argv.index("--role") + 1]
+
+
+def cpu_seconds(pid: int, thread: int | None) -> float:
+    """User and system CPU time so far of process ``pid``, or of one of its threads."""
+    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rpartition(")")[2].split()  # the name may hold blanks
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@contextmanager
+def cpu_used(measured: dict[str, tuple[int, int | None]]):
+    """CPU seconds each named (pid, thread) uses inside the block, filled in at its end.
+
+    Less noisy than rates on a shared machine, and it shows where a message's cost
+    goes: a bare sink and the daemon's event loop both run aiosmtpd, the rest is ours.
+    """
+    before = {name: cpu_seconds(*where) for name, where in measured.items()}
+    used: dict[str, float] = {}
+    yield used
+    used |= {name: cpu_seconds(*where) - before[name] for name, where in measured.items()}
+
+
+def per_message(used: dict[str, float], messages: int) -> dict[str, float]:
+    return {name: seconds * 1000 / messages for name, seconds in used.items()}
 
 
 @contextmanager
@@ -313,8 +356,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure_end_to_end(args) -> tuple[float, list[float]]:
-    """(rate in acks/s under smtp-source load, latencies in s at a steady 100/s)."""
+def measure_end_to_end(args) -> tuple[float, list[float], dict[str, float]]:
+    """(rate in acks/s under smtp-source load, latencies in s at a steady 100/s, CPU
+    milliseconds per message of each process during the former)."""
     import asyncio
 
     with tempfile.TemporaryDirectory(prefix="mailgate-e2e-") as tmp:
@@ -323,15 +367,21 @@ def measure_end_to_end(args) -> tuple[float, list[float]]:
         config = mailgate_config(directory, smtp, web, sink)
         command = [PYTHON, "-m", "mailgate", "--config", str(config), "serve"]
         burst, steady = directory / "burst.log", directory / "steady.log"
-        with running(ack_sink_command(sink, burst), sink), running(command, smtp, cwd=directory):
+        with (
+            running(ack_sink_command(sink, burst), sink) as ack_sink,
+            running(command, smtp, cwd=directory) as daemon,
+        ):
             wait_healthy(web)
             # Warmed up as the sinks are: the worker processes' first mails pay for
             # their caches (templates, statements), as in the steady phase below.
             load(smtp, WARM_UP, args.concurrency, args.size)
             wait_for_acks(burst, WARM_UP, seconds=600)
-            started = time.time()
-            load(smtp, args.messages, args.concurrency, args.size)
-            acks = wait_for_acks(burst, WARM_UP + args.messages, seconds=1800)
+            measured = {"ack sink": (ack_sink.pid, None), "daemon": (daemon.pid, None)}
+            measured |= {role(pid): (pid, None) for pid in children(daemon.pid)}
+            with cpu_used(measured) as used:
+                started = time.time()
+                load(smtp, args.messages, args.concurrency, args.size)
+                acks = wait_for_acks(burst, WARM_UP + args.messages, seconds=1800)
             rate = args.messages / (max(acks.values()) - started)
         sink = free_port()
         config = mailgate_config(directory, smtp, web, sink)  # same database, new sink
@@ -344,7 +394,7 @@ def measure_end_to_end(args) -> tuple[float, list[float]]:
             offered = asyncio.run(offer_steadily(smtp, 100.0, args.steady_seconds, args.size))
             acks = wait_for_acks(steady, len(warm) + len(offered), seconds=600)
         latencies = [acks[mid] - at for mid, at in offered.items()]
-        return rate, latencies
+        return rate, latencies, per_message(used, args.messages)
 
 
 def main() -> None:
@@ -358,12 +408,14 @@ def main() -> None:
     args = parser.parse_args()
     if not os.access(SMTP_SOURCE, os.X_OK):
         raise SystemExit("needs Postfix's smtp-source (apt-get install postfix)")
-    bare, ours, alone = [], [], []
+    bare, ours, alone, cpu = [], [], [], []
     for round_number in range(1, args.repeat + 1):
-        bare.append(measure_bare(args))
-        rate, rate_alone = measure_mailgate(args)
+        rate, sink_cpu = measure_bare(args)
+        bare.append(rate)
+        rate, rate_alone, used = measure_mailgate(args)
         ours.append(rate)
         alone.append(rate_alone)
+        cpu.append({"bare sink": sink_cpu, **used})
         print(
             f"round {round_number}: bare aiosmtpd {bare[-1]:8.1f}/s   "
             f"mailgate {ours[-1]:8.1f}/s   ratio {ours[-1] / bare[-1]:.2f}   "
@@ -379,13 +431,24 @@ def main() -> None:
         f"diagnostic, not the target: with the worker processes (pipeline, delivery) "
         f"paused, the intake alone takes {a:.1f} messages/s, ratio {a / b:.2f}"
     )
+    medians = {name: statistics.median(each[name] for each in cpu) for name in cpu[0]}
+    print(
+        f"diagnostic: CPU ms per message (medians; the bare sink alone, mailgate's "
+        f"processes under its first load; {os.cpu_count()} cores): "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
+    )
     if args.e2e:
-        rate, latencies = measure_end_to_end(args)
+        rate, latencies, used = measure_end_to_end(args)
         print(
             f"end to end: {rate:.1f} acknowledgements/s, ratio {rate / b:.2f} to the bare sink "
             f"(target >= 0.5); at 100 messages/s offered for {args.steady_seconds:g}s: "
             f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms (target p99 <= 1000 ms)"
+        )
+        print(
+            "diagnostic: CPU ms per message, end to end: "
+            + ", ".join(f"{name} {ms:.2f}" for name, ms in used.items())
+            + f", in all {sum(used.values()):.2f}"
         )
 
 
