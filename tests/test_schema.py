@@ -10,7 +10,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import Base, Message
+from mailgate.db.models import Base, Message, OutboxItem
+from mailgate.db.session import sessions
 from tests.support import journal_entries
 
 # Full-text search lives beside the models, not in them (migration 0004).
@@ -66,3 +67,24 @@ async def test_journal_bytes_survive_the_move_to_their_own_table(engine):
     await upgrade(engine)
     [entry] = await journal_entries(engine)
     assert (entry.raw, entry.state, entry.size) == (raw, "pending", len(raw))
+
+
+async def test_outbox_bytes_survive_the_move_to_their_own_table(engine):
+    """Mail queued before migration 0007 keeps its bytes and goes out as it was."""
+    raw = b"From: support@example.test\r\nSubject: queued before\r\n\r\n\xc3\xbc\r\n"
+    await upgrade(engine, "0006_journal_raw")
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO outbox (kind, mail_from, recipients, message_id, raw, state, "
+                "attempts, next_attempt_at, created_at) VALUES ('acknowledgement', "
+                "'support@example.test', :rcpt, '<q@example.test>', :raw, 'queued', 0, "
+                ":now, :now)"
+            ),
+            {"rcpt": '["c@client.test"]', "raw": raw, "now": now},
+        )
+    await upgrade(engine)
+    async with sessions(engine)() as session:
+        [item] = await session.scalars(select(OutboxItem))
+    assert (item.raw, item.state, item.message_id) == (raw, "queued", "<q@example.test>")

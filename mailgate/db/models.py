@@ -228,6 +228,19 @@ class AuditEvent(Base):
     ticket: Mapped[Ticket] = relationship(lazy="raise")
 
 
+class OutboxRaw(Base):
+    """The bytes of an outgoing message, in a table of their own (as ``JournalRaw``):
+    claiming an item and recording its delivery rewrite the item's row, not its mail."""
+
+    __tablename__ = "outbox_raw"
+
+    item_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True
+    )
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    item: Mapped[OutboxItem] = relationship(lazy="raise")
+
+
 class OutboxItem(Base):
     """A composed outgoing message waiting for (or done with) delivery.
 
@@ -235,7 +248,8 @@ class OutboxItem(Base):
     (no smarthost: kept for the web UI), ``failed`` (gave up or bounced),
     ``suppressed`` (automatic mail to addresses that hard-bounced: not sent).
     ``mail_from`` is the sender as composed; the envelope sender is its signed bounce
-    address, made at delivery from the item's id.
+    address, made at delivery from the item's id. ``raw`` is read from ``outbox_raw``
+    and written there (``outbox/queue.py``).
     """
 
     __tablename__ = "outbox"
@@ -246,7 +260,9 @@ class OutboxItem(Base):
     mail_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
     message_id: Mapped[str] = mapped_column(String(998), index=True)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw: Mapped[bytes] = column_property(
+        select(OutboxRaw.raw).where(OutboxRaw.item_id == id).scalar_subquery()
+    )
     state: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(Time)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailgate.db.bulk import NewRow, add_row
-from mailgate.db.models import OutboxItem, Suppression, Ticket
+from mailgate.db.models import OutboxItem, OutboxRaw, Suppression, Ticket
 from mailgate.outbox.compose import Outgoing
 
 
@@ -35,7 +35,7 @@ def enqueue_outgoing(
     if not outgoing.recipients:
         raise ValueError(f"outgoing mail {message_id} has no recipients")
     now = datetime.now(UTC)
-    return add_row(
+    item = add_row(
         session,
         OutboxItem,
         ticket=ticket,
@@ -43,12 +43,13 @@ def enqueue_outgoing(
         mail_from=outgoing.envelope_from,
         recipients=list(outgoing.recipients),
         message_id=message_id,
-        raw=outgoing.raw,
         state="queued",
         attempts=0,
         next_attempt_at=now,
         created_at=now,
     )
+    add_row(session, OutboxRaw, item=item, raw=outgoing.raw)
+    return item
 
 
 async def suppressed(session: AsyncSession | AsyncConnection, addresses: Iterable[str]) -> set[str]:

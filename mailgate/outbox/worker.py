@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=10)  # far beyond a batch's worst case of a few timeouts
 _O = OutboxItem
-_CLAIMED = (_O.id, _O.message_id, _O.mail_from, _O.recipients, _O.raw, _O.attempts, _O.created_at)
+_RAW = _O.raw.label("raw")  # the bytes, from outbox_raw
+_CLAIMED = (_O.id, _O.message_id, _O.mail_from, _O.recipients, _RAW, _O.attempts, _O.created_at)
 # Written back only while the claim is still ours: a node that lost it as stale
 # (and was overtaken) must not overwrite the newer outcome.
 _SETTLE = (
