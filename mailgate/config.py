@@ -202,6 +202,18 @@ class Log(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class Health(_Section):
+    # Work waiting this long while its worker makes no progress (or fails pass after
+    # pass) turns /healthz to 503 and stops the systemd watchdog.
+    stall_seconds: float = Field(300.0, gt=0)
+
+
+class Cluster(_Section):
+    # A node (or worker process) whose heartbeat is older than this is taken for dead:
+    # any other node takes over its claimed work.
+    node_timeout_seconds: float = Field(30.0, ge=2)
+
+
 class Settings(_Section):
     database: Database = Database()
     smtp: Smtp = Smtp()
@@ -215,6 +227,8 @@ class Settings(_Section):
     auth: Auth = Auth()
     templates: Templates = Templates()
     log: Log = Log()
+    health: Health = Health()
+    cluster: Cluster = Cluster()
 
 
 EMBEDDED_DEFAULT = """\
