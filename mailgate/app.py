@@ -33,7 +33,7 @@ from mailgate.runtime import RuntimeConfig
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
-from mailgate.work import WORKER_GRACE_SECONDS, apply_config, node_id, pipeline_deps
+from mailgate.work import WORKER_GRACE_SECONDS, apply_config, heartbeat, pipeline_deps
 from mailgate.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -81,13 +81,14 @@ class Daemon:
             stack.push_async_callback(engine.dispose)
             if settings.database.auto_migrate:
                 await _guard("database upgrade", upgrade(engine))
+            node = await stack.enter_async_context(heartbeat(engine, self.runtime, "daemon"))
             deps = pipeline_deps(self.runtime)
             workers = self.workers
             timeout = settings.database.write_timeout_seconds
             journal = Journal(engine, timeout, workers.wake_pipeline)
             stack.push_async_callback(journal.close)
             # The admin's "reprocess" runs here, in a pipeline of the web's own.
-            again = PipelineWorker(engine, deps, node_id(), workers.wake_delivery)
+            again = PipelineWorker(engine, deps, node.id, workers.wake_delivery)
             web_context = WebContext(
                 engine,
                 self.runtime,
@@ -104,7 +105,7 @@ class Daemon:
                 settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
             )
             servers = await self._start_listeners(journal, registry)
-            self.status.imap = self._imap_intakes(journal)
+            self.status.imap = self._imap_intakes(journal, node.id)
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
@@ -126,10 +127,10 @@ class Daemon:
                 await workers.stop(WORKER_GRACE_SECONDS + 5)
         log.info("mailgate stopped")
 
-    def _imap_intakes(self, journal: Journal) -> list[ImapIntake]:
+    def _imap_intakes(self, journal: Journal, node: str) -> list[ImapIntake]:
         """One intake per ``[[imap]]`` mailbox; each commits its batches to ``journal``."""
         settings = self.runtime.settings
-        node, limit = node_id(), settings.smtp.max_message_bytes
+        limit = settings.smtp.max_message_bytes
         return [ImapIntake(box, journal, node, limit) for box in settings.imap]
 
     async def _start_listeners(self, journal: Journal, registry: SessionRegistry) -> list:
@@ -165,8 +166,9 @@ async def reprocess(
     """``mailgate reprocess``: quarantined entries through a pipeline of its own."""
     engine = engine_for(runtime.settings.database)
     try:
-        pipeline = PipelineWorker(engine, pipeline_deps(runtime), node_id())
-        return await reprocess_entries(pipeline, engine, entry_ids, progress)
+        async with heartbeat(engine, runtime, "reprocess") as node:
+            pipeline = PipelineWorker(engine, pipeline_deps(runtime), node.id)
+            return await reprocess_entries(pipeline, engine, entry_ids, progress)
     finally:
         await engine.dispose()
 

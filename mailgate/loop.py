@@ -6,6 +6,10 @@ last pass found some, but less than a batch) is given ``GATHER_SECONDS`` to buil
 up: under a steady stream a pass then takes a dozen entries rather than one, and
 each pass's fixed cost (claim, queries, commit) is shared. ``stop()`` lets the pass
 in progress finish, so shutdown never cuts a database transaction in half.
+
+A failing pass is logged when the loop starts failing (or fails otherwise), and once
+when it works again, never once per pass; ``state`` (written with the node's
+heartbeat) tells ``/healthz`` whether the loop makes progress.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError
+
+from mailgate.db.nodes import LoopState
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ class WorkLoop:
         self._poll = poll_seconds
         self._wakeup = asyncio.Event()
         self._stopping = False
+        self.state = LoopState()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -62,15 +70,26 @@ class WorkLoop:
                     await asyncio.sleep(GATHER_SECONDS)
 
     async def _guarded_pass(self) -> int:
-        """One pass; a failure is logged and paused on, never fatal to the daemon."""
+        """One pass; a failure is noted and paused on, never fatal to the daemon."""
         try:
-            return await self._pass()
-        except (DBAPIError, OSError) as exc:
-            log.warning("%s: database unavailable: %s", self._name, getattr(exc, "orig", exc))
-        except Exception:
-            log.exception("%s: pass failed", self._name)
-        await asyncio.sleep(ERROR_PAUSE_SECONDS)
-        return 0
+            handled = await self._pass()
+        except Exception as exc:
+            self._failed(exc)
+            await asyncio.sleep(ERROR_PAUSE_SECONDS)
+            return 0
+        if self.state.passed(datetime.now(UTC)):
+            log.info("%s: working again", self._name)
+        return handled
+
+    def _failed(self, exc: Exception) -> None:
+        outage = isinstance(exc, DBAPIError | OSError)
+        what = f"database unavailable: {getattr(exc, 'orig', exc)}" if outage else repr(exc)
+        if not self.state.failed(datetime.now(UTC), what):
+            return  # said already
+        if outage:
+            log.warning("%s: %s; retrying", self._name, what)
+        else:
+            log.error("%s: pass failed; retrying", self._name, exc_info=exc)
 
 
 def _reraise_swallowed_cancel() -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import secrets
 import signal
-import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from mailgate.config import ConfigError, LoadedConfig, config_from_text, server_secret
+from mailgate.db.nodes import NodeHeartbeat
 from mailgate.db.session import engine_for
 from mailgate.outbox.compose import Composer
 from mailgate.outbox.templates import MailTemplates
@@ -39,35 +38,57 @@ async def run_workers(runtime: RuntimeConfig, role: str, wake_fd: int) -> None:
     engine = engine_for(runtime.settings.database)
     try:
         link = await ParentLink.open(wake_fd)
-        worker = _worker(role, runtime, engine, link)
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stopped.set)
-        loop.add_signal_handler(signal.SIGINT, lambda: None)  # the daemon decides
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends its config
-        reload = functools.partial(apply_config_text, runtime)
-        async with asyncio.TaskGroup() as group:
-            task = group.create_task(worker.run())
-            wakes = {ROLES[role]: worker.wake}
-            listener = group.create_task(link.listen(wakes, reload, stopped.set))
-            await stopped.wait()
-            listener.cancel()
-            await _finish(worker, task, WORKER_GRACE_SECONDS)
+        async with heartbeat(engine, runtime, role) as node:
+            worker = _worker(role, runtime, engine, link, node.id)
+            node.watch(worker.loop.state)
+            await _serve(worker, role, runtime, link)
     finally:
         await engine.dispose()
 
 
-def _worker(role: str, runtime: RuntimeConfig, engine, link: ParentLink):
+async def _serve(worker, role: str, runtime: RuntimeConfig, link: ParentLink) -> None:
+    """Run ``worker`` until SIGTERM or the daemon is gone."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the daemon decides
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends its config
+    reload = functools.partial(apply_config_text, runtime)
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(worker.run())
+        wakes = {ROLES[role]: worker.wake}
+        listener = group.create_task(link.listen(wakes, reload, stopped.set))
+        await stopped.wait()
+        listener.cancel()
+        await _finish(worker, task, WORKER_GRACE_SECONDS)
+
+
+@asynccontextmanager
+async def heartbeat(engine, runtime: RuntimeConfig, role: str) -> AsyncIterator[NodeHeartbeat]:
+    """This process as a node of the cluster, beating while the block runs; it signs
+    off at the end, so what it still claims is free at once."""
+    node = NodeHeartbeat(engine, role, runtime.settings.cluster.node_timeout_seconds)
+    await node.join()
+    beating = asyncio.create_task(node.run(), name="heartbeat")
+    try:
+        yield node
+    finally:
+        beating.cancel()
+        await node.leave()
+
+
+def _worker(role: str, runtime: RuntimeConfig, engine, link: ParentLink, node: str):
     """The pipeline worker (which has the daemon wake delivery for the mail it
     queues), or the delivery worker."""
     deps = pipeline_deps(runtime)
     if role == "pipeline":
-        return PipelineWorker(engine, deps, node_id(), lambda: link.wake_parent(DELIVERY))
+        return PipelineWorker(engine, deps, node, lambda: link.wake_parent(DELIVERY))
     outbound = runtime.settings.outbound
     return DeliveryWorker(
         engine,
         transport_for(outbound),
-        node_id(),
+        node,
+        node_timeout=runtime.settings.cluster.node_timeout_seconds,
         backoff_base=outbound.retry_base_seconds,
         backoff_cap=outbound.retry_cap_seconds,
         give_up_after=timedelta(hours=outbound.give_up_after_hours),
@@ -97,11 +118,6 @@ async def _finish(worker, task: asyncio.Task, grace: float) -> None:
     worker.stop()
     await asyncio.wait([task], timeout=grace)
     task.cancel()
-
-
-def node_id() -> str:
-    """Names this process in work claims, so several nodes can share one database."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def return_paths(runtime: RuntimeConfig, signer: Signer) -> Callable[[str, int], str]:

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select, update
 
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import DeliveryAttempt, OutboxItem, Suppression
+from mailgate.db.models import DeliveryAttempt, Node, OutboxItem, Suppression
+from mailgate.db.nodes import NodeHeartbeat
 from mailgate.db.session import create_engine, sessions
 from mailgate.outbox.compose import Outgoing
 from mailgate.outbox.queue import enqueue_outgoing, suppressed
@@ -216,6 +217,8 @@ async def test_mail_older_than_give_up_after_fails(db):
 async def test_two_nodes_deliver_each_item_exactly_once(db, database_url, smarthost):
     await add(db, 400)
     other_engine = create_engine(database_url)
+    for node in ("node-a", "node-b"):  # both alive: neither takes the other's claims
+        await NodeHeartbeat(db, "delivery", 30.0, node).join()
     try:
         node_a = worker(db, smtp(smarthost), "node-a", batch_size=40)
         node_b = worker(other_engine, smtp(smarthost), "node-b", batch_size=40)
@@ -247,20 +250,31 @@ async def test_wake_delivers_at_once_not_at_the_next_poll(db, smarthost):
         assert asyncio.get_running_loop().time() - started < 5
 
 
-async def test_a_stale_sending_claim_is_taken_over(db, smarthost):
-    stale, fresh = await add(db, 2)
+async def test_a_silent_nodes_sending_claim_is_taken_over_a_live_ones_is_not(db, smarthost):
+    """Claims are a node's while its heartbeat is fresh, however old the claim."""
+    of_dead, of_live = await add(db, 2)
+    dead, live = NodeHeartbeat(db, "delivery", 5.0), NodeHeartbeat(db, "delivery", 5.0)
+    for node in (dead, live):
+        await node.join()
     now = datetime.now(UTC)
     async with db.begin() as connection:
-        for item_id, claimed_at in ((stale, now - timedelta(minutes=11)), (fresh, now)):
-            claim = {"state": "sending", "claimed_by": "dead-node", "claimed_at": claimed_at}
+        await connection.execute(
+            update(Node).where(Node.id == dead.id).values(beat_at=now - timedelta(seconds=6))
+        )
+        for item_id, node in ((of_dead, dead), (of_live, live)):
+            claim = {
+                "state": "sending",
+                "claimed_by": node.id,
+                "claimed_at": now - timedelta(hours=1),
+            }
             await connection.execute(
                 update(OutboxItem).where(OutboxItem.id == item_id).values(**claim)
             )
-    assert await worker(db, smtp(smarthost)).deliver_due() == 1
+    assert await worker(db, smtp(smarthost), node_timeout=5.0).deliver_due() == 1
     [received] = await smarthost.wait_for(1)
     first, second = await items(db)
     assert received.message["Message-ID"] == first.message_id
-    assert (first.state, second.state, second.claimed_by) == ("sent", "sending", "dead-node")
+    assert (first.state, second.state, second.claimed_by) == ("sent", "sending", live.id)
 
 
 class BrokenTransport:

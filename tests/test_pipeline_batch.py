@@ -5,6 +5,7 @@ alone. Each test journals its mails, then runs one pipeline pass over all of the
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -19,13 +20,15 @@ from mailgate.db.models import (
     Blob,
     JournalEntry,
     Message,
+    Node,
     OutboxItem,
     Ticket,
 )
+from mailgate.db.nodes import NodeHeartbeat, new_node_id
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
-from mailgate.work import node_id, pipeline_deps
+from mailgate.work import pipeline_deps
 from tests.test_pipeline import mail
 
 SUPPORT = "support@example.test"
@@ -38,7 +41,7 @@ async def one_pass(engine, mails: list[bytes | tuple[bytes, str]], **route) -> l
     routes = [Route(address=SUPPORT, **route)]
     agents = [Agent(email=email) for email in route.get("agents", [])]
     runtime = RuntimeConfig(LoadedConfig(Settings(routes=routes, agents=agents), None))
-    worker = PipelineWorker(engine, pipeline_deps(runtime), node_id(), batch_size=100)
+    worker = PipelineWorker(engine, pipeline_deps(runtime), new_node_id(), batch_size=100)
     addressed = [item if isinstance(item, tuple) else (item, SUPPORT) for item in mails]
     arrivals = [Arrival("smtp", "carol@client.test", (to,), raw) for raw, to in addressed]
     ids = await insert_entries(engine, arrivals)
@@ -147,31 +150,48 @@ async def test_attachments_in_a_batch_stay_with_their_own_mail(engine):
     assert len(await rows(engine, select(Blob.sha256))) == 2
 
 
-async def test_claims_left_by_a_dead_node_or_this_one_are_taken_in_order(engine):
-    """Entries another node claimed and never finished are taken once the claim is
-    stale (ten minutes), this node's own leftovers at once, another live node's not."""
+async def test_claims_of_a_silent_or_gone_node_or_this_one_are_taken_in_order(engine):
+    """Entries another node claimed and never finished are taken once its heartbeat
+    is older than node_timeout_seconds, or at once when its process on this host is
+    gone (a restart); this node's own leftovers at once; a live node's never, however
+    old its claim."""
     await upgrade(engine)
-    raws = [mail(f"Question {n}") for n in range(4)]
+    raws = [mail(f"Question {n}") for n in range(5)]
     ids = await insert_entries(
         engine, [Arrival("smtp", "carol@client.test", (SUPPORT,), r) for r in raws]
     )
-    now, this_node = datetime.now(UTC), node_id()
-    claims = {
-        ids[0]: ("dead-node", now - timedelta(minutes=11)),
-        ids[1]: ("live-node", now),
-        ids[2]: (this_node, now),
-    }
+    silent, gone, live, this = (NodeHeartbeat(engine, "pipeline", 5.0) for _ in range(4))
+    for node in (silent, gone, live):
+        await node.join()
+    now = datetime.now(UTC)
+    hour_ago = now - timedelta(hours=1)
     async with engine.begin() as connection:
-        for entry_id, (node, at) in claims.items():
+        await connection.execute(
+            update(Node).where(Node.id == silent.id).values(beat_at=now - timedelta(seconds=6))
+        )
+        # A process of this host that has exited: its heartbeat is fresh but stale.
+        await connection.execute(update(Node).where(Node.id == gone.id).values(pid=exited_pid()))
+        for entry_id, node in zip(ids, (silent, live, this, gone), strict=False):
             await connection.execute(
                 update(JournalEntry)
                 .where(JournalEntry.id == entry_id)
-                .values(state="processing", claimed_by=node, claimed_at=at)
+                .values(state="processing", claimed_by=node.id, claimed_at=hour_ago)
             )
-    runtime = RuntimeConfig(LoadedConfig(Settings(routes=[Route(address=SUPPORT)]), None))
-    worker = PipelineWorker(engine, pipeline_deps(runtime), this_node)
-    assert await worker.process_pending() == 3
+    await this.join()  # starting on this host, it retires the rows of processes gone
+    routes = [Route(address=SUPPORT)]
+    runtime = RuntimeConfig(
+        LoadedConfig(Settings(routes=routes, cluster={"node_timeout_seconds": 5}), None)
+    )
+    worker = PipelineWorker(engine, pipeline_deps(runtime), this.id)
+    assert await worker.process_pending() == 4
     states = await rows(engine, select(JournalEntry.state).order_by(JournalEntry.id))
-    assert [row.state for row in states] == ["done", "processing", "done", "done"]
+    assert [row.state for row in states] == ["done", "processing", "done", "done", "done"]
     subjects = await rows(engine, select(Ticket.subject).order_by(Ticket.id))
-    assert [row.subject for row in subjects] == ["Question 0", "Question 2", "Question 3"]
+    assert [row.subject for row in subjects] == [f"Question {n}" for n in (0, 2, 3, 4)]
+
+
+def exited_pid() -> int:
+    """The pid of a process that has run and exited."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -284,6 +284,8 @@ class DeliveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(Time)
     ok: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # What a failed attempt amounted to: temporary, permanent or suppressed.
+    outcome: Mapped[str | None] = mapped_column(String(16))
 
 
 class RateEvent(Base):
@@ -350,3 +352,28 @@ class LoginToken(Base):
     created_at: Mapped[datetime] = mapped_column(Time)
     expires_at: Mapped[datetime] = mapped_column(Time)
     used_at: Mapped[datetime | None] = mapped_column(Time)
+
+
+class Node(Base):
+    """A process that claims work (a daemon, a worker process, the reprocess command).
+
+    ``beat_at`` is its heartbeat; the work a node claimed is taken over by the others
+    once its heartbeat is older than ``[cluster] node_timeout_seconds`` (None: the node
+    has left). ``process`` tells a live process from another that reused its pid. The
+    rest is how its work loops fare, for ``/healthz``, ``/status`` and ``/metrics``.
+    """
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    process: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime] = mapped_column(Time)
+    beat_at: Mapped[datetime | None] = mapped_column(Time)
+    progress_at: Mapped[datetime | None] = mapped_column(Time)
+    failing_since: Mapped[datetime | None] = mapped_column(Time)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # passes failed in a row
+    failures_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

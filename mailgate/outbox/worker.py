@@ -21,13 +21,13 @@ from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import DeliveryAttempt, OutboxItem
+from mailgate.db.nodes import claim_is_dead
 from mailgate.loop import WorkLoop
 from mailgate.outbox.queue import is_automatic, suppressed
 from mailgate.outbox.transport import Delivery, SendResult, Transport
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM = timedelta(minutes=10)  # far beyond a batch's worst case of a few timeouts
 _O = OutboxItem
 _RAW = _O.raw.label("raw")  # the bytes, from outbox_raw
 _CLAIMED = (_O.id, _O.message_id, _O.mail_from, _O.recipients, _RAW, _O.attempts, _O.created_at)
@@ -49,17 +49,18 @@ _SETTLE = (
 
 
 async def claim_due(
-    connection: AsyncConnection, node: str, limit: int, now: datetime, stale_before: datetime
+    connection: AsyncConnection, node: str, limit: int, now: datetime, node_timeout: float
 ) -> list[Row]:
     """Mark up to ``limit`` due items ``sending`` by ``node``; return them by id.
 
     Due: queued with ``next_attempt_at`` passed, or left ``sending`` by a node that
-    died (claim older than ``stale_before``). SQLite has one writer, so the plain
-    UPDATE ... WHERE id IN (SELECT ... LIMIT) is already exclusive there.
+    died (silent for ``node_timeout`` seconds, see ``db/nodes.py``). SQLite has one
+    writer, so the plain UPDATE ... WHERE id IN (SELECT ... LIMIT) is already
+    exclusive there.
     """
     due = or_(
         and_(_O.state == "queued", _O.next_attempt_at <= now),
-        and_(_O.state == "sending", _O.claimed_at < stale_before),
+        and_(_O.state == "sending", claim_is_dead(_O.claimed_by, now, node_timeout)),
     )
     ids = select(_O.id).where(due).order_by(_O.id).limit(limit)
     if connection.dialect.name == "postgresql":
@@ -85,7 +86,7 @@ class DeliveryWorker:
         backoff_base: float = 30.0,
         backoff_cap: float = 3600.0,
         give_up_after: timedelta = timedelta(days=3),
-        stale_claim: timedelta = STALE_CLAIM,
+        node_timeout: float = 30.0,
         return_path: Callable[[str, int], str] = lambda sender, outbox_id: sender,
     ) -> None:
         self._engine = engine
@@ -94,7 +95,7 @@ class DeliveryWorker:
         self._batch = batch_size
         self._base, self._cap = backoff_base, backoff_cap
         self._give_up_after = give_up_after
-        self._stale = stale_claim
+        self._node_timeout = node_timeout
         self._return_path = return_path
         self._random = random.Random()
         self.loop = WorkLoop("delivery", self.deliver_due, batch_size, poll_seconds)
@@ -120,7 +121,7 @@ class DeliveryWorker:
             await self._record(self._unrecorded)
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            rows = await claim_due(connection, self._node, self._batch, now, now - self._stale)
+            rows = await claim_due(connection, self._node, self._batch, now, self._node_timeout)
             held = await held_back(connection, rows)
         if rows:
             results = await self._send(rows, held)

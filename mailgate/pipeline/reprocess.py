@@ -17,8 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailgate.db.models import JournalEntry
 from mailgate.pipeline.worker import PipelineWorker, quarantined_ids
 
-CLAIMANT = "reprocess"  # never a node id, so no pipeline loop takes the claimed entry
-
 
 async def reprocess(
     pipeline: PipelineWorker,
@@ -31,7 +29,7 @@ async def reprocess(
     ids = entry_ids if entry_ids is not None else await quarantined_ids(engine)
     outcomes: Counter[str] = Counter()
     for done, entry_id in enumerate(ids, start=1):
-        if await _take(engine, entry_id):
+        if await _take(engine, entry_id, pipeline.node):
             outcomes[(await pipeline.process([entry_id]))[0].split(" ")[0]] += 1
         else:
             outcomes["skipped"] += 1
@@ -39,11 +37,12 @@ async def reprocess(
     return outcomes
 
 
-async def _take(engine: AsyncEngine, entry_id: int) -> bool:
+async def _take(engine: AsyncEngine, entry_id: int, node: str) -> bool:
+    """Claim a quarantined entry for ``node`` (a live node: no pipeline loop takes it)."""
     async with engine.begin() as connection:
         result = await connection.execute(
             update(JournalEntry)
             .where(JournalEntry.id == entry_id, JournalEntry.state == "quarantined")
-            .values(state="processing", claimed_by=CLAIMANT, claimed_at=datetime.now(UTC))
+            .values(state="processing", claimed_by=node, claimed_at=datetime.now(UTC))
         )
     return result.rowcount == 1

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from mailgate.actions import ActionContext
 from mailgate.db.bulk import collect_new_rows
 from mailgate.db.models import JournalEntry
+from mailgate.db.nodes import claim_is_dead
 from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
 from mailgate.outbox.compose import Composer
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 INLINE_PARSE_BYTES = 256 * 1024  # larger mail is parsed in a thread, under a timeout
 MAX_DATABASE_TRIES = 5
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # raw mail held in memory at once
-STALE_CLAIM = timedelta(minutes=10)
 
 
 class Quarantine(Exception):
@@ -80,6 +80,11 @@ class PipelineWorker:
         self._batch = batch_size
         self._step_timeout = step_timeout
         self.loop = WorkLoop("pipeline", self.process_pending, batch_size, poll_seconds)
+
+    @property
+    def node(self) -> str:
+        """The node this worker claims entries for."""
+        return self._node
 
     def wake(self) -> None:
         self.loop.wake()
@@ -121,12 +126,14 @@ class PipelineWorker:
     async def _claim(self) -> list[tuple[int, int]]:
         """Take up to a batch of waiting entries for this node; (id, size) each."""
         now = datetime.now(UTC)
+        timeout = self._deps.runtime.settings.cluster.node_timeout_seconds
         # Pending entries, our own claims left by a database outage, and claims of a
-        # node that died (held too long). Asked apart, so the pending ones come in
-        # index order without sorting a whole backlog on every claim.
+        # node that died (its heartbeat stopped). Asked apart, so the pending ones come
+        # in index order without sorting a whole backlog on every claim.
         pending = JournalEntry.state == "pending"
         left_over = (JournalEntry.state == "processing") & or_(
-            JournalEntry.claimed_by == self._node, JournalEntry.claimed_at < now - STALE_CLAIM
+            JournalEntry.claimed_by == self._node,
+            claim_is_dead(JournalEntry.claimed_by, now, timeout),
         )
         async with self._sessions.begin() as session:
             claimed = []
