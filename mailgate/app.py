@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.config import (
     ConfigError,
@@ -24,6 +25,7 @@ from mailgate.config import (
 )
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
+from mailgate.health import node_rows, stuck_workers
 from mailgate.intake.imap import ImapIntake
 from mailgate.intake.smtp import SessionRegistry, start_listener
 from mailgate.pipeline.journal import Journal
@@ -37,6 +39,8 @@ from mailgate.work import WORKER_GRACE_SECONDS, apply_config, heartbeat, pipelin
 from mailgate.workers import Workers
 
 log = logging.getLogger(__name__)
+
+HEALTH_CHECK_SECONDS = 10.0  # the watchdog's look at the workers' heartbeats
 
 
 class StartupError(Exception):
@@ -82,6 +86,7 @@ class Daemon:
             if settings.database.auto_migrate:
                 await _guard("database upgrade", upgrade(engine))
             node = await stack.enter_async_context(heartbeat(engine, self.runtime, "daemon"))
+            self.status.node = node
             deps = pipeline_deps(self.runtime)
             workers = self.workers
             timeout = settings.database.write_timeout_seconds
@@ -111,7 +116,8 @@ class Daemon:
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
             async with asyncio.TaskGroup() as group:
                 group.create_task(workers.run(), name="workers")
-                others = [group.create_task(self.notifier.watchdog(), name="watchdog")]
+                stuck = functools.partial(self._stuck_workers, engine)
+                others = [group.create_task(self.notifier.watchdog(stuck), name="watchdog")]
                 others += [  # IMAP intake: one task per [[imap]] mailbox
                     group.create_task(intake.run(), name=f"imap:{intake.config.name}")
                     for intake in self.status.imap
@@ -126,6 +132,16 @@ class Daemon:
                     task.cancel()
                 await workers.stop(WORKER_GRACE_SECONDS + 5)
         log.info("mailgate stopped")
+
+    async def _stuck_workers(self, engine: AsyncEngine) -> list[str]:
+        """What keeps our worker processes from working; nothing when the database
+        cannot tell (a restart would not bring it back)."""
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                rows = await node_rows(engine)
+        except Exception:  # the database is away: not the workers' fault
+            return []
+        return stuck_workers(rows, self.runtime.settings, self.workers.started())
 
     def _imap_intakes(self, journal: Journal, node: str) -> list[ImapIntake]:
         """One intake per ``[[imap]]`` mailbox; each commits its batches to ``journal``."""

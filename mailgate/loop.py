@@ -37,11 +37,13 @@ class WorkLoop:
         one_pass: Callable[[], Awaitable[int]],
         batch_size: int,
         poll_seconds: float,
+        error_pause: float = ERROR_PAUSE_SECONDS,
     ) -> None:
         self._name = name
         self._pass = one_pass
         self._batch = batch_size
         self._poll = poll_seconds
+        self._error_pause = error_pause
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.state = LoopState()
@@ -71,11 +73,12 @@ class WorkLoop:
 
     async def _guarded_pass(self) -> int:
         """One pass; a failure is noted and paused on, never fatal to the daemon."""
+        self.state.started(datetime.now(UTC))
         try:
             handled = await self._pass()
         except Exception as exc:
             self._failed(exc)
-            await asyncio.sleep(ERROR_PAUSE_SECONDS)
+            await asyncio.sleep(self._error_pause)
             return 0
         if self.state.passed(datetime.now(UTC)):
             log.info("%s: working again", self._name)
@@ -89,7 +92,7 @@ class WorkLoop:
         if outage:
             log.warning("%s: %s; retrying", self._name, what)
         else:
-            log.error("%s: pass failed; retrying", self._name, exc_info=exc)
+            log.error("%s: pass failed: %s; retrying", self._name, what, exc_info=exc)
 
 
 def _reraise_swallowed_cancel() -> None:

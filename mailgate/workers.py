@@ -26,6 +26,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ class Workers:
     def __init__(self, config_path: str | None, config_text: str) -> None:
         self.delivery = WorkerProcess("delivery", config_path, config_text)
         self.pipeline = WorkerProcess("pipeline", config_path, config_text, self._relay)
+
+    def started(self) -> dict[int, datetime]:
+        """The worker processes running now: pid -> when each started."""
+        running = [w.running for w in (self.pipeline, self.delivery)]
+        return dict(child for child in running if child is not None)
 
     def wake_pipeline(self) -> None:
         self.pipeline.wake()
@@ -98,8 +104,17 @@ class WorkerProcess:
         self._socket: socket.socket | None = None
         self._sending_config = False
         self._process: asyncio.subprocess.Process | None = None
+        self._started_at = datetime.now(UTC)
         self._stopping = asyncio.Event()
         self._reloaded = asyncio.Event()
+
+    @property
+    def running(self) -> tuple[int, datetime] | None:
+        """The child's pid and start, while it runs."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return None
+        return process.pid, self._started_at
 
     def wake(self) -> None:
         self._send(ROLES[self.role])
@@ -165,6 +180,7 @@ class WorkerProcess:
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         environment = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        self._started_at = datetime.now(UTC)
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *work_command(self._config_path, self.role, theirs.fileno()),

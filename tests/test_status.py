@@ -64,7 +64,11 @@ async def test_metrics_move_after_mail_is_processed(daemon, engine):
     assert after[("mailgate_quarantine_size", ())] == 1
     assert after[("mailgate_outbox_backlog", ())] == 0
     assert after[("mailgate_outbox_messages", (("state", "captured"),))] >= 2
-    assert after[("mailgate_delivery_failures_total", ())] == 0
+    for reason in ("temporary", "permanent", "suppressed"):
+        assert after[("mailgate_delivery_failures_total", (("reason", reason),))] == 0
+    assert after[("mailgate_pipeline_failures_total", ())] == 0
+    assert after[("mailgate_oldest_waiting_seconds", (("queue", "journal"),))] == 0
+    assert after[("mailgate_healthy", ())] == 1
     assert after[("mailgate_pipeline_latency_seconds_count", ())] == 2
     assert after[("mailgate_pipeline_latency_seconds_bucket", (("le", "+Inf"),))] == 2
     assert after[("mailgate_pipeline_latency_seconds_sum", ())] > 0

@@ -36,15 +36,20 @@ class LoopState:
     """How a work loop fares: updated by the loop, written with each heartbeat."""
 
     progress_at: datetime | None = None  # the end of the last pass that went through
+    in_pass_since: datetime | None = None
     failing_since: datetime | None = None
     failures: int = 0  # passes failed in a row
     failures_total: int = 0
     last_error: str | None = None
 
+    def started(self, now: datetime) -> None:
+        self.in_pass_since = now
+
     def passed(self, now: datetime) -> bool:
         """A pass went through; True if the loop had been failing."""
         was_failing = self.failures > 0
         self.progress_at, self.failing_since, self.failures = now, None, 0
+        self.in_pass_since = None
         return was_failing
 
     def failed(self, now: datetime, error: str) -> bool:
@@ -54,7 +59,14 @@ class LoopState:
         self.failures += 1
         self.failures_total += 1
         self.last_error = error[:2000]
+        self.in_pass_since = None
         return new
+
+    def progress(self, now: datetime) -> datetime | None:
+        """Up to when the loop is known to have kept up: now while it waits for work
+        after a pass that went through; else the end of its last good pass."""
+        idle = self.in_pass_since is None and self.failures == 0
+        return now if idle and self.progress_at is not None else self.progress_at
 
 
 def new_node_id() -> str:
@@ -80,7 +92,7 @@ class NodeHeartbeat:
         self.id = node_id or new_node_id()
         self.timeout_seconds = timeout_seconds
         self.loop_state = LoopState()
-        self._failing = False
+        self.write_error: str | None = None  # the last heartbeat's, until one goes through
 
     @property
     def interval(self) -> float:
@@ -127,14 +139,14 @@ class NodeHeartbeat:
 
     async def beat(self) -> None:
         """Write the heartbeat and the loop's state (raises on a database error)."""
-        state = self.loop_state
+        state, now = self.loop_state, datetime.now(UTC)
         async with self._engine.begin() as connection:
             await connection.execute(
                 update(Node)
                 .where(Node.id == self.id)
                 .values(
-                    beat_at=datetime.now(UTC),
-                    progress_at=state.progress_at,
+                    beat_at=now,
+                    progress_at=state.progress(now),
                     failing_since=state.failing_since,
                     failures=state.failures,
                     failures_total=state.failures_total,
@@ -149,13 +161,13 @@ class NodeHeartbeat:
             try:
                 await self.beat()
             except Exception as exc:  # the database is away: keep trying
-                if not self._failing:
+                if self.write_error is None:
                     log.warning("%s: cannot write the heartbeat: %s", self.role, exc)
-                self._failing = True
+                self.write_error = str(exc) or type(exc).__name__
             else:
-                if self._failing:
+                if self.write_error is not None:
                     log.info("%s: heartbeat written again", self.role)
-                self._failing = False
+                self.write_error = None
             await asyncio.sleep(self.interval)
 
     async def leave(self) -> None:

@@ -152,7 +152,13 @@ class DeliveryWorker:
         now = datetime.now(UTC)
         changes = [self._settle(row, result, now) for row, result in outcomes]
         attempts = [
-            {"outbox_id": row.id, "at": now, "ok": result.ok, "detail": result.detail[:4000]}
+            {
+                "outbox_id": row.id,
+                "at": now,
+                "ok": result.ok,
+                "detail": result.detail[:4000],
+                "outcome": None if result.ok else result.outcome,
+            }
             for row, result in outcomes
         ]
         async with self._engine.begin() as connection:

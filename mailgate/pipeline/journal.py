@@ -59,6 +59,8 @@ class Journal:
         self._timeout = timeout
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        # The last commit's error until one goes through again (for /healthz).
+        self.failing: str | None = None
         self._writer: asyncio.Task | None = None
         path = sqlite_file(engine)
         self._appender = SqliteAppender(path, timeout * LOCK_WAIT_SHARE) if path else None
@@ -118,9 +120,11 @@ class Journal:
             raise
         except Exception as exc:  # any database failure means "try again later"
             log.error("journal commit failed for %d message(s): %s", len(batch), exc)
+            self.failing = str(exc) or type(exc).__name__
             for pending in batch:
                 _settle(pending.done, exc=JournalUnavailable(str(exc)))
             return
+        self.failing = None
         for pending, entry_id in zip(batch, ids, strict=True):
             _settle(pending.done, result=entry_id)
         self._on_commit()

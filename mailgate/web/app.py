@@ -9,6 +9,7 @@ from aiohttp import web
 from mailgate import __version__
 from mailgate.accounts import Passwords
 from mailgate.db.session import ping
+from mailgate.health import assess
 from mailgate.web import (
     admin,
     api,
@@ -26,7 +27,7 @@ from mailgate.web import (
     ticket_page,
 )
 from mailgate.web.auth import auth
-from mailgate.web.context import WebContext
+from mailgate.web.context import WebContext, own_problems
 from mailgate.web.keys import CONTEXT, ENGINE, PASSWORDS, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
 
@@ -34,14 +35,22 @@ HEALTH_TIMEOUT_SECONDS = 3.0
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers, 503 (still JSON) when it does not."""
+    """200 when mail flows; 503 (still JSON, with the reasons) when the database does
+    not answer or mail is stuck (``health.py``)."""
+    context = request.app[CONTEXT]
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            await ping(request.app[ENGINE])
+            await ping(context.engine)
+            health = await assess(context.engine, context.runtime.settings, own_problems(context))
     except Exception as exc:  # any failure to reach the database is "unavailable"
-        body = {"status": "unavailable", "database": f"error: {exc or type(exc).__name__}"}
+        body = {
+            "status": "unavailable",
+            "database": f"error: {exc or type(exc).__name__}",
+            "problems": [{"component": "database", "reason": "the database does not answer"}],
+        }
         return web.json_response({**body, "version": __version__}, status=503)
-    return web.json_response({"status": "ok", "database": "ok", "version": __version__})
+    body = {**health.as_json(), "database": "ok", "version": __version__}
+    return web.json_response(body, status=200 if health.ok else 503)
 
 
 def init_app(context: WebContext) -> web.Application:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailgate.db.nodes import NodeHeartbeat
+from mailgate.health import Problem, local_problems
 from mailgate.intake.imap import ImapIntake
 from mailgate.outbox.compose import Composer
 from mailgate.pipeline.journal import Journal
@@ -26,6 +28,7 @@ class DaemonStatus:
     started_at: float = field(default_factory=time.time)
     listeners: list[str] = field(default_factory=list)  # "smtp 127.0.0.1:2525"
     imap: list[ImapIntake] = field(default_factory=list)
+    node: NodeHeartbeat | None = None  # this daemon's heartbeat
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,10 @@ class WebContext:
     status: DaemonStatus = field(default_factory=DaemonStatus)
     # Quarantined journal entries (all for None) through the daemon's own pipeline.
     reprocess: Callable[[list[int] | None], Awaitable[Counter[str]]] | None = None
+
+
+def own_problems(context: WebContext) -> list[Problem]:
+    """The daemon's own trouble writing: mail into the journal, its heartbeat."""
+    journal = context.journal.failing if context.journal else None
+    node = context.status.node
+    return local_problems(journal, node.write_error if node else None)

@@ -21,7 +21,8 @@ from prometheus_client.core import (
 )
 
 from mailgate import __version__
-from mailgate.web.context import DaemonStatus
+from mailgate.health import Health, assess
+from mailgate.web.context import DaemonStatus, own_problems
 from mailgate.web.keys import CONTEXT
 from mailgate.web.ops import Snapshot, take_snapshot
 
@@ -32,10 +33,13 @@ class MailgateCollector:
     def __init__(self, status: DaemonStatus) -> None:
         self.status = status
         self.snapshot: Snapshot | None = None
+        self.health: Health | None = None
 
     def collect(self) -> Iterator[Metric]:
         if self.snapshot is not None:
             yield from _stored(self.snapshot)
+        if self.health is not None:
+            yield from _health(self.health)
         yield from _live(self.status)
 
 
@@ -50,8 +54,16 @@ def _stored(snap: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "mailgate_acks_sent", "Acknowledgements delivered or captured", value=snap.acks_sent
     )
+    failures = CounterMetricFamily(
+        "mailgate_delivery_failures", "Failed delivery attempts", labels=["reason"]
+    )
+    for reason in ("temporary", "permanent", "suppressed"):
+        failures.add_metric([reason], snap.delivery_failures.get(reason, 0))
+    yield failures
     yield CounterMetricFamily(
-        "mailgate_delivery_failures", "Failed delivery attempts", value=snap.delivery_failures
+        "mailgate_pipeline_failures",
+        "Pipeline passes that failed (database outages included)",
+        value=snap.loop_failures.get("pipeline", 0),
     )
     yield _by_state("mailgate_journal_entries", "Journal entries by state", snap.journal)
     yield _by_state("mailgate_outbox_messages", "Outgoing mail by state", snap.outbox)
@@ -68,6 +80,18 @@ def _stored(snap: Snapshot) -> Iterator[Metric]:
         buckets=[*((f"{b:g}", n) for b, n in latency.buckets), ("+Inf", latency.count)],
         sum_value=latency.total_seconds,
     )
+
+
+def _health(health: Health) -> Iterator[Metric]:
+    yield GaugeMetricFamily("mailgate_healthy", "1 when /healthz answers 200", value=int(health.ok))
+    oldest = GaugeMetricFamily(
+        "mailgate_oldest_waiting_seconds",
+        "How long the oldest message waiting in a queue has waited (0: none waits)",
+        labels=["queue"],
+    )
+    for queue, seconds in sorted(health.oldest_waiting.items()):
+        oldest.add_metric([queue], seconds or 0.0)
+    yield oldest
 
 
 def _by_state(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
@@ -112,8 +136,12 @@ METRICS = web.AppKey("metrics", Metrics)
 
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[METRICS]
+    context = request.app[CONTEXT]
     async with state.lock:
-        state.collector.snapshot = await take_snapshot(request.app[CONTEXT].engine)
+        state.collector.snapshot = await take_snapshot(context.engine)
+        state.collector.health = await assess(
+            context.engine, context.runtime.settings, own_problems(context)
+        )
         body = generate_latest(state.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

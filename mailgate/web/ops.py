@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from mailgate.db.models import DeliveryAttempt, JournalEntry, OutboxItem, Ticket
+from mailgate.db.models import DeliveryAttempt, JournalEntry, Node, OutboxItem, Ticket
 
 # Seconds from a message's arrival in the journal to the end of its processing.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -34,13 +34,18 @@ class Snapshot:
     tickets: int
     outbox: dict[str, int]  # state -> messages
     acks_sent: int
-    delivery_failures: int  # failed delivery attempts
+    delivery_failures: dict[str, int]  # failed delivery attempts by outcome
+    loop_failures: dict[str, int]  # failed passes of the workers, by role
     latency: Latency
     oldest_pending_at: datetime | None
 
     @property
     def quarantined(self) -> int:
         return self.journal.get("quarantined", 0)
+
+    @property
+    def failed_attempts(self) -> int:
+        return sum(self.delivery_failures.values())
 
     @property
     def outbox_backlog(self) -> int:
@@ -64,14 +69,36 @@ async def take_snapshot(engine: AsyncEngine) -> Snapshot:
             outbox[state] = outbox.get(state, 0) + count
             acks += count if kind == "acknowledgement" and state in ACK_DONE else 0
         tickets = await session.scalar(select(func.count()).select_from(Ticket))
-        failures = await session.scalar(
-            select(func.count()).select_from(DeliveryAttempt).where(DeliveryAttempt.ok.is_(False))
+        failures = await session.execute(
+            select(func.coalesce(DeliveryAttempt.outcome, "temporary"), func.count())
+            .where(DeliveryAttempt.ok.is_(False))
+            .group_by(DeliveryAttempt.outcome)
+        )
+        loop_failures = await session.execute(
+            select(Node.role, func.sum(Node.failures_total)).group_by(Node.role)
         )
         oldest = await session.scalar(
             select(func.min(JournalEntry.received_at)).where(JournalEntry.state == "pending")
         )
         latency = await _latency(session)
-    return Snapshot(journal, received, tickets, outbox, acks, failures, latency, oldest)
+    return Snapshot(
+        journal,
+        received,
+        tickets,
+        outbox,
+        acks,
+        _summed(failures),
+        _summed(loop_failures),
+        latency,
+        oldest,
+    )
+
+
+def _summed(rows) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for key, count in rows:
+        totals[key] = totals.get(key, 0) + int(count or 0)
+    return totals
 
 
 async def _grouped(session: AsyncSession, column) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """``GET /status``: how the daemon is doing, as a page.
 
-Everyone sees the listeners, the IMAP mailboxes' state, the journal, outbox and
-quarantine counts, the version and the uptime: numbers that help a customer or a
-monitoring check and reveal nothing of anyone's mail. Error texts (which can name
+Everyone sees whether mail flows (and if not, what is stuck), the listeners, the IMAP
+mailboxes' state, the journal, outbox and quarantine counts, the version and the
+uptime: numbers that help a customer or a monitoring check and reveal nothing of
+anyone's mail. Error texts (which can name
 hosts, accounts and addresses) and the links to the admin pages are for signed-in
 agents only.
 """
@@ -15,7 +16,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from mailgate import __version__
+from mailgate.health import assess
 from mailgate.web.auth import current_agent
+from mailgate.web.context import own_problems
 from mailgate.web.formats import age, duration
 from mailgate.web.keys import CONTEXT
 from mailgate.web.ops import take_snapshot
@@ -25,8 +28,10 @@ async def status_page(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     daemon = context.status
     snapshot = await take_snapshot(context.engine)
+    health = await assess(context.engine, context.runtime.settings, own_problems(context))
     agent = current_agent(request)
     values = {
+        "health": health,
         "version": __version__,
         "uptime": duration(time.time() - daemon.started_at),
         "listeners": daemon.listeners,
