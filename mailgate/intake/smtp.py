@@ -20,11 +20,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailgate.config import Smtp, parse_listen
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
+from mailgate.pipeline.parse import is_empty
 from mailgate.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
 TEMPFAIL = "451 4.3.0 Could not store the message, please try again later"
+EMPTY = "554 5.6.0 Message is empty"
 SHUTDOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
 # Lenient on purpose (quoted local parts, IDNs), but not on brackets or blanks.
@@ -58,6 +60,16 @@ class IntakeHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if is_empty(envelope.original_content or b""):
+            status = EMPTY
+        else:
+            status = await self._store(session, envelope)
+        if self._source == "lmtp":  # LMTP answers once per accepted recipient
+            return "\r\n".join([status] * len(envelope.rcpt_tos))
+        return status
+
+    async def _store(self, session: Session, envelope: Envelope) -> str:
+        """Journal the message; the status that says whether it was stored."""
         arrival = Arrival(
             source=self._source,
             mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
@@ -70,12 +82,8 @@ class IntakeHandler:
             entry_id = await self._journal.store(arrival)
         except JournalUnavailable as exc:
             log.warning("message deferred: %s", exc, extra={"fields": {"peer": arrival.peer}})
-            status = TEMPFAIL
-        else:
-            status = f"250 2.0.0 Queued as {entry_id}"
-        if self._source == "lmtp":  # LMTP answers once per accepted recipient
-            return "\r\n".join([status] * len(envelope.rcpt_tos))
-        return status
+            return TEMPFAIL
+        return f"250 2.0.0 Queued as {entry_id}"
 
 
 def _peer_text(peer) -> str:
