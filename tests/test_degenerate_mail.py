@@ -26,6 +26,7 @@ import pytest
 
 from tests.smarthost import Smarthost
 from tests.support import api_get, daemon_running, journal_entries, wait_until
+from tests.test_intake_smtp import raw_dialogue
 from tests.test_pipe import deliver
 from tests.test_pipeline import mail
 
@@ -162,3 +163,35 @@ def outcome(reply: str, entry, customers: set[str]) -> str:
         assert entry.mail_from in customers
         return "ticket"
     return f"{entry.state}: {entry.error}"
+
+
+async def test_lmtp_refuses_a_long_line_or_too_much_data_once_per_recipient(setup, engine):
+    """aiosmtpd refuses a line over the limit (500) and a message over the size limit
+    (552) with one reply; an LMTP client with two recipients waits for a second and
+    the connection stalls. Each reply comes twice, and the next mail on the same
+    connection is taken."""
+    setup.sections["smtp"]["max_message_bytes"] = 1_000_000
+    transaction = [
+        b"MAIL FROM:<c@client.test>",
+        b"RCPT TO:<support@example.test>",
+        b"RCPT TO:<billing@example.test>",
+        b"DATA",
+    ]
+    long_line = b"x" * (5 * 1024 * 1024) + b"\r\n."
+    too_much = b"A line of a long message.\r\n" * 50_000 + b"."
+    good = mail("After the refusals") + b"."
+    lines = [b"LHLO client.test"]
+    for body in (long_line, too_much, good):
+        lines += [*transaction, body]
+    async with daemon_running(setup):
+        replies = await asyncio.to_thread(raw_dialogue, setup.lmtp_port, [*lines, b"QUIT"])
+    codes = [reply[:3].decode() for reply in replies]
+    before = ["250", "250", "250", "354"]  # MAIL, RCPT, RCPT, DATA
+    assert codes == [
+        *["220", "250", *before, "500", "500"],  # greeting, LHLO, then the long line
+        *[*before, "552", "552"],
+        *[*before, "250", "250"],
+        "221",
+    ]
+    [entry] = await journal_entries(engine)
+    assert b"After the refusals" in entry.raw

@@ -61,12 +61,8 @@ class IntakeHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if is_empty(envelope.original_content or b""):
-            status = EMPTY
-        else:
-            status = await self._store(session, envelope)
-        if self._source == "lmtp":  # LMTP answers once per accepted recipient
-            return "\r\n".join([status] * len(envelope.rcpt_tos))
-        return status
+            return EMPTY
+        return await self._store(session, envelope)
 
     async def _store(self, session: Session, envelope: Envelope) -> str:
         """Journal the message; the status that says whether it was stored."""
@@ -169,7 +165,19 @@ class SmtpSession(_Admitted, SMTP):
 
 
 class LmtpSession(_Admitted, LMTP):
-    pass
+    """LMTP answers a message once per accepted recipient (RFC 2033 4.2), whoever
+    answers: the handler, or aiosmtpd refusing a line over the limit or too much data,
+    which it answers once, as on SMTP; the client would wait for the rest."""
+
+    _replies_owed = 0  # set at "354": the next reply is to the message
+
+    async def push(self, status: str) -> None:
+        owed, self._replies_owed = self._replies_owed, 0
+        if owed:
+            status = "\r\n".join([status] * owed)
+        elif status.startswith("354"):
+            self._replies_owed = len(self.envelope.rcpt_tos)
+        await super().push(status)
 
 
 def tls_context(config: Smtp) -> ssl.SSLContext | None:
