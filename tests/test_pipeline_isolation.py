@@ -13,16 +13,18 @@ from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from mailgate.config import LoadedConfig, Route, Settings, Templates
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import JournalEntry, Message
-from mailgate.db.outage import is_outage
+from mailgate.db.outage import DatabaseOutage, is_outage, raise_if_outage
 from mailgate.db.session import create_engine
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import MAX_DATABASE_TRIES, PipelineWorker
 from mailgate.runtime import RuntimeConfig
 from mailgate.work import node_id, pipeline_deps
+from tests.support import free_port
 from tests.test_pipeline import mail
 
 SUPPORT = "support@example.test"
@@ -193,3 +195,18 @@ async def test_a_database_outage_is_never_counted_against_the_mail(engine, datab
         assert all(row.state != "quarantined" and row.attempts == 0 for row in found), found
     assert await worker.process_pending() == 2
     assert [row.state for row in await entries(engine, ids)] == ["done", "done"]
+
+
+async def test_an_unclassified_error_is_an_outage_only_while_the_database_is_away(engine):
+    """What the error does not say, asking the database does: the same error counts
+    against the mail while the database answers, and is an outage while it does not."""
+    await raise_if_outage(engine, ValueError("a failure of the mail itself"))
+    if engine.dialect.name == "sqlite":  # a file where its directory should be
+        away = create_async_engine(f"sqlite+aiosqlite:///{engine.url.database}/x.db")
+    else:  # a port nobody listens on
+        away = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x")
+    try:
+        with pytest.raises(DatabaseOutage):
+            await raise_if_outage(away, ValueError("a failure of the mail itself"))
+    finally:
+        await away.dispose()
