@@ -145,7 +145,7 @@ async def _deliver_async(settings: Settings, sender: str, recipients: list[str],
     # The MTA copies what we log into its delivery reports: keep it to our own lines.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     routes = RouteTable(settings.routes)
-    refused = pipe.refusal(routes, recipients, len(raw), settings.smtp.max_message_bytes)
+    refused = pipe.refusal(routes, recipients, raw, settings.smtp.max_message_bytes)
     if refused is not None:
         return refused
     engine = engine_for(settings.database)

@@ -270,7 +270,13 @@ def test_bare_lf_and_no_body():
     assert (message.subject, message.text) == ("Bare LF", "Line one.\nLine two.")
     empty = parse(b"From: a@example.com\r\nSubject: (no body)\r\n")
     assert (empty.text, empty.html, empty.attachments) == ("", None, ())
-    assert parse(b"").message_id_synthesised
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00", b"\r\n", b" \t\r\n\x00\n"])
+def test_an_empty_message_is_a_parse_error(raw):
+    """Nothing but blanks and NULs: no ticket can be made of it (the intake refuses it)."""
+    with pytest.raises(ParseError, match="the message is empty"):
+        parse(raw)
 
 
 # --- broken MIME -----------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """``mailgate deliver``: the pipe transport of an MTA.
 
 Exit codes follow sysexits(3), which Postfix and Exim understand: 0 stored;
-67 (EX_NOUSER) for an unknown recipient and 65 (EX_DATAERR) over the size limit, so
-the MTA bounces; 75 (EX_TEMPFAIL) when the message could not be stored, so the MTA
-keeps it queued and tries again.
+67 (EX_NOUSER) for an unknown recipient and 65 (EX_DATAERR) for an empty message or
+one over the size limit, so the MTA bounces; 75 (EX_TEMPFAIL) when the message could
+not be stored, so the MTA keeps it queued and tries again.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from mailgate.addresses import RouteTable
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
+from mailgate.pipeline.parse import is_empty
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,19 @@ EX_NOUSER = 67
 EX_TEMPFAIL = 75
 
 
-def refusal(routes: RouteTable, recipients: Sequence[str], size: int, max_bytes: int) -> int | None:
+def refusal(
+    routes: RouteTable, recipients: Sequence[str], raw: bytes, max_bytes: int
+) -> int | None:
     """The exit code for a message we must not take, or None if it is acceptable."""
     unknown = [address for address in recipients if not routes.is_ours(address)]
     if unknown:
         log.error("5.1.1 <%s>: no such mailbox here", ">, <".join(unknown))
         return EX_NOUSER
-    if size > max_bytes:
-        log.error("5.3.4 message of %d bytes is over the limit of %d bytes", size, max_bytes)
+    if len(raw) > max_bytes:
+        log.error("5.3.4 message of %d bytes is over the limit of %d bytes", len(raw), max_bytes)
+        return EX_DATAERR
+    if is_empty(raw):
+        log.error("5.6.0 message is empty")
         return EX_DATAERR
     return None
 

@@ -20,11 +20,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailgate.config import Smtp, parse_listen
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
+from mailgate.pipeline.parse import is_empty
 from mailgate.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
 TEMPFAIL = "451 4.3.0 Could not store the message, please try again later"
+EMPTY = "554 5.6.0 Message is empty"
 SHUTDOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
 # Lenient on purpose (quoted local parts, IDNs), but not on brackets or blanks.
@@ -58,6 +60,12 @@ class IntakeHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if is_empty(envelope.original_content or b""):
+            return EMPTY
+        return await self._store(session, envelope)
+
+    async def _store(self, session: Session, envelope: Envelope) -> str:
+        """Journal the message; the status that says whether it was stored."""
         arrival = Arrival(
             source=self._source,
             mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
@@ -70,12 +78,8 @@ class IntakeHandler:
             entry_id = await self._journal.store(arrival)
         except JournalUnavailable as exc:
             log.warning("message deferred: %s", exc, extra={"fields": {"peer": arrival.peer}})
-            status = TEMPFAIL
-        else:
-            status = f"250 2.0.0 Queued as {entry_id}"
-        if self._source == "lmtp":  # LMTP answers once per accepted recipient
-            return "\r\n".join([status] * len(envelope.rcpt_tos))
-        return status
+            return TEMPFAIL
+        return f"250 2.0.0 Queued as {entry_id}"
 
 
 def _peer_text(peer) -> str:
@@ -161,7 +165,19 @@ class SmtpSession(_Admitted, SMTP):
 
 
 class LmtpSession(_Admitted, LMTP):
-    pass
+    """LMTP answers a message once per accepted recipient (RFC 2033 4.2), whoever
+    answers: the handler, or aiosmtpd refusing a line over the limit or too much data,
+    which it answers once, as on SMTP; the client would wait for the rest."""
+
+    _replies_owed = 0  # set at "354": the next reply is to the message
+
+    async def push(self, status: str) -> None:
+        owed, self._replies_owed = self._replies_owed, 0
+        if owed:
+            status = "\r\n".join([status] * owed)
+        elif status.startswith("354"):
+            self._replies_owed = len(self.envelope.rcpt_tos)
+        await super().push(status)
 
 
 def tls_context(config: Smtp) -> ssl.SSLContext | None:

@@ -13,7 +13,8 @@ minutes. Linear scans first reject more than ``MAX_LINES`` lines,
 counting factory stops the parser at ``MAX_PARTS`` parts; the walk stops below
 ``MAX_DEPTH``; MIME headers are cut short for the stdlib; HTML is cut at ``MAX_HTML_CHARS`` and not
 sanitised past ``MAX_HTML_NESTING``.
-Past a limit ``ParseError`` is raised and the journal quarantines the message.
+Past a limit ``ParseError`` is raised and the journal quarantines the message; so it
+is for an empty message (``is_empty``), which the intake refuses.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ MAX_ADDRESSES = 500
 MAX_REFERENCES = 100
 MAX_DEFECTS = 50
 MAX_FILENAME_BYTES = 255
+_BLANK = b" \t\r\n\x00"
 
 
 class ParseError(Exception):
@@ -85,8 +87,16 @@ class _PlainHeaderPolicy(EmailPolicy):
 _POLICY = _PlainHeaderPolicy()
 
 
+def is_empty(raw: bytes) -> bool:
+    """Whether ``raw`` holds nothing but blanks and NULs: no header, no text."""
+    return not raw.strip(_BLANK)
+
+
 def parse(raw: bytes) -> ParsedMessage:
-    """Decode one raw message; raises ``ParseError`` only past the work limits."""
+    """Decode one raw message; raises ``ParseError`` only past the work limits, or
+    for an empty message."""
+    if is_empty(raw):
+        raise ParseError("the message is empty")
     _check_cost(raw)
     message = _feed(raw)
     found = _walk(message)

@@ -2,8 +2,11 @@
 
 Each entry runs the named steps in order -- parse, classify, dedupe, bounce, thread,
 route, apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
-A step that raises or runs too long quarantines its entry with the error and the
-mail behind it goes on; a database outage leaves the entry pending for a retry.
+A failure is confined to the entries involved: a batch that fails (to load or to
+apply) runs again one entry at a time, and an entry that fails by itself is retried
+(a database error, such as a lost race) or quarantined with the error, while the mail
+behind it goes on. A database outage is never counted against an entry: it ends the
+pass with the entries still claimed, to be taken again by the next one.
 
 The steps up to authentication run per entry; the rest runs for a batch of entries
 in one transaction, with what the batch needs from the database read up front
@@ -19,13 +22,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.actions import ActionContext
 from mailgate.db.bulk import collect_new_rows
 from mailgate.db.models import JournalEntry
 from mailgate.db.nodes import claim_is_dead
+from mailgate.db.outage import raise_if_outage
 from mailgate.db.session import is_postgres, sessions
 from mailgate.loop import WorkLoop
 from mailgate.outbox.compose import Composer
@@ -107,21 +111,20 @@ class PipelineWorker:
 
         Entries are parsed one by one, then threaded and applied together in one
         transaction (mail from agents and bounces of our mail each on their own). If
-        that transaction fails, its entries run again one at a time, so one bad entry
-        only ever fails itself.
+        loading or applying fails for several entries, they run again one at a time,
+        so one bad entry only ever fails itself. Raises ``DatabaseOutage`` when the
+        database fails, leaving the entries not yet finished as they were.
         """
-        entries = await self._load(entry_ids)
-        outcomes: dict[int, str] = {}
-        ready: list[Inbound] = []
+        entries, outcomes = await self._load(entry_ids)
+        ready: list[tuple[Inbound, bool]] = []
         for entry in entries:
             try:
                 ready.append(await self._prepare(entry))
             except _StepFailed as failed:
-                outcomes[entry.id] = await self._failed(entry, failed.step, failed.error)
-        attempts = {entry.id: entry.attempts for entry in entries}
-        for segment, alone in _segments(ready, self._acts_alone):
-            outcomes |= await self._run(segment, alone, attempts)
-        return [outcomes[entry.id] for entry in entries]
+                outcomes[entry.id] = await self._failed(entry.id, failed.step, failed.error)
+        for segment, alone in _segments(ready):
+            outcomes |= await self._run(segment, alone)
+        return [outcomes[entry_id] for entry_id in entry_ids if entry_id in outcomes]
 
     async def _claim(self) -> list[tuple[int, int]]:
         """Take up to a batch of waiting entries for this node; (id, size) each."""
@@ -152,20 +155,39 @@ class PipelineWorker:
                 )
         return claimed
 
-    async def _load(self, entry_ids: list[int]) -> list[JournalEntry]:
+    async def _load(self, entry_ids: list[int]) -> tuple[list[JournalEntry], dict[int, str]]:
+        """The entries with their raw mail, and the outcomes of those that could not
+        be read (read together, then one by one if that fails)."""
+        try:
+            return await self._read(entry_ids), {}
+        except Exception as exc:
+            await raise_if_outage(self._engine, exc)
+            if len(entry_ids) == 1:
+                return [], {entry_ids[0]: await self._failed(entry_ids[0], "load", exc)}
+        entries: list[JournalEntry] = []
+        outcomes: dict[int, str] = {}
+        for entry_id in entry_ids:
+            loaded, failed = await self._load([entry_id])
+            entries += loaded
+            outcomes |= failed
+        return entries, outcomes
+
+    async def _read(self, entry_ids: list[int]) -> list[JournalEntry]:
         async with self._sessions() as session:
             query = select(JournalEntry).where(JournalEntry.id.in_(entry_ids))
             return list(await session.scalars(query.order_by(JournalEntry.id)))
 
-    async def _prepare(self, entry: JournalEntry) -> Inbound:
-        """Parse, classify and authenticate: everything that needs no database."""
+    async def _prepare(self, entry: JournalEntry) -> tuple[Inbound, bool]:
+        """Parse, classify and authenticate: everything that needs no database. With
+        the entry, whether it must be applied alone."""
         step = "parse"
         try:
             inbound = await self._parse(entry)
             step = "classify"
             inbound = self._classify(inbound)
             step = "authenticate"
-            return self._authenticate(inbound)
+            inbound = self._authenticate(inbound)
+            return inbound, self._acts_alone(inbound)
         except Exception as exc:  # the entry goes to quarantine; the batch goes on
             raise _StepFailed(step, exc) from exc
 
@@ -176,21 +198,18 @@ class PipelineWorker:
             inbound.agent is not None or bounced_outbox_id(self._deps.signer, inbound) is not None
         )
 
-    async def _run(
-        self, segment: list[Inbound], alone: bool, attempts: dict[int, int]
-    ) -> dict[int, str]:
+    async def _run(self, segment: list[Inbound], alone: bool) -> dict[int, str]:
         try:
             results = await self._apply(segment, alone)
-        except Exception as exc:  # a retry, a quarantine, or the entries one at a time
-            if len(segment) > 1:
-                log.warning("a batch of %d entries failed (%s); one at a time", len(segment), exc)
-                outcomes: dict[int, str] = {}
-                for inbound in segment:
-                    outcomes |= await self._run([inbound], alone, attempts)
-                return outcomes
-            inbound = segment[0]
-            entry_id = inbound.entry_id
-            return {entry_id: await self._failed_id(entry_id, attempts[entry_id], exc)}
+        except Exception as exc:  # an outage, or a retry, a quarantine, or one at a time
+            await raise_if_outage(self._engine, exc)
+            if len(segment) == 1:
+                return {segment[0].entry_id: await self._failed(segment[0].entry_id, "apply", exc)}
+            log.warning("a batch of %d entries failed (%s); one at a time", len(segment), exc)
+            outcomes: dict[int, str] = {}
+            for inbound in segment:
+                outcomes |= await self._run([inbound], alone)
+            return outcomes
         for inbound, result in zip(segment, results, strict=True):
             log_method = log.error if result.state == "quarantined" else log.info
             log_method(
@@ -288,32 +307,27 @@ class PipelineWorker:
         )
         return f"{applied.ticket.code}{', new' if applied.created else ''}", bool(applied.outgoing)
 
-    async def _failed(self, entry: JournalEntry, step: str, exc: BaseException) -> str:
-        return await self._failed_id(entry.id, entry.attempts, exc, step)
-
-    async def _failed_id(
-        self, entry_id: int, attempts: int, exc: BaseException, step: str = "apply"
-    ) -> str:
-        """A database outage (or a lost race) retries the entry a few times; anything
-        else quarantines it with the reason."""
-        transient = isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError)
-        retry = (transient or isinstance(exc, IntegrityError)) and (
-            attempts + 1 < MAX_DATABASE_TRIES
-        )
-        state = "pending" if retry else "quarantined"
-        log_method = log.warning if retry else log.error
-        log_method("entry %d: %s at step %s: %s", entry_id, state, step, exc)
+    async def _failed(self, entry_id: int, step: str, exc: BaseException) -> str:
+        """Count a failure of the entry itself (never an outage: see ``process``). A
+        database error (a lost race, a deadlock) is retried by a later pass, up to
+        ``MAX_DATABASE_TRIES`` attempts in all; anything else quarantines the entry."""
         async with self._sessions.begin() as session:
+            query = select(JournalEntry.attempts).where(JournalEntry.id == entry_id)
+            attempts = (await session.scalar(query)) or 0
+            retry = isinstance(exc, DBAPIError) and attempts + 1 < MAX_DATABASE_TRIES
+            state = "pending" if retry else "quarantined"
             await session.execute(
                 update(JournalEntry)
                 .where(JournalEntry.id == entry_id)
                 .values(
                     state=state,
                     error=_reason(step, exc),
-                    attempts=JournalEntry.attempts + 1,
+                    attempts=attempts + 1,
                     processed_at=datetime.now(UTC),
                 )
             )
+        log_method = log.warning if retry else log.error
+        log_method("entry %d: %s at step %s: %s", entry_id, state, step, exc)
         return state
 
 
@@ -332,18 +346,17 @@ class _StepFailed(Exception):
 
 
 def _reason(step: str, exc: BaseException) -> str:
-    return f"{step}: {type(exc).__name__}: {exc}"[:4000]
+    """The error as stored: short, and text any database takes (no NUL, valid UTF-8)."""
+    text = f"{step}: {type(exc).__name__}: {exc}"[:4000].replace("\x00", "\\x00")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _segments(
-    inbounds: list[Inbound], alone: Callable[[Inbound], bool]
-) -> list[tuple[list[Inbound], bool]]:
-    """Runs of entries that share a transaction, in order; ``alone`` ones by themselves
-    (and marked so)."""
+def _segments(ready: list[tuple[Inbound, bool]]) -> list[tuple[list[Inbound], bool]]:
+    """Runs of entries that share a transaction, in order; those that must run alone
+    by themselves (and marked so)."""
     segments: list[tuple[list[Inbound], bool]] = []
     previous_alone = True  # the first entry starts a segment
-    for inbound in inbounds:
-        this_alone = alone(inbound)
+    for inbound, this_alone in ready:
         if this_alone or previous_alone:
             segments.append(([inbound], this_alone))
         else:
@@ -356,9 +369,9 @@ def _by_size(claimed: list[tuple[int, int]], most_bytes: int) -> list[list[int]]
     """The claimed ids in order, grouped so one group's raw mail stays under
     ``most_bytes`` (a group holds at least one entry)."""
     groups: list[list[int]] = []
-    total = most_bytes
+    total = 0
     for entry_id, size in claimed:
-        if total + size > most_bytes:
+        if not groups or total + size > most_bytes:
             groups.append([])
             total = 0
         groups[-1].append(entry_id)
