@@ -26,11 +26,12 @@ from sqlalchemy import func, select
 from mailgate.config import LoadedConfig, Route, Settings
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import OutboxItem, Ticket
+from mailgate.db.nodes import new_node_id
 from mailgate.db.session import create_engine
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
-from mailgate.work import node_id, pipeline_deps
+from mailgate.work import pipeline_deps
 
 ROUTE = "support@example.test"
 
@@ -65,7 +66,7 @@ async def pipeline_rate(url: str, mails: list[bytes]) -> float:
             await insert_entries(engine, arrivals)
         settings = Settings(routes=[Route(address=ROUTE)])
         runtime = RuntimeConfig(LoadedConfig(settings, None))
-        worker = PipelineWorker(engine, pipeline_deps(runtime), node_id())
+        worker = PipelineWorker(engine, pipeline_deps(runtime), new_node_id())
         started = time.perf_counter()
         while await worker.process_pending():
             pass

@@ -195,3 +195,34 @@ def exited_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+async def test_a_node_that_lost_its_claims_writes_nothing(engine):
+    """A node silent too long has had its entries taken over; when it wakes up and
+    finishes its batch, the batch rolls back: the other node makes the tickets."""
+    await upgrade(engine)
+    raws = [mail(f"Question {n}") for n in range(3)]
+    ids = await insert_entries(
+        engine, [Arrival("smtp", "carol@client.test", (SUPPORT,), r) for r in raws]
+    )
+    async with engine.begin() as connection:  # the last one was taken over meanwhile
+        for entry_id, node in zip(ids, ("slow-node", "slow-node", "other-node"), strict=True):
+            await connection.execute(
+                update(JournalEntry)
+                .where(JournalEntry.id == entry_id)
+                .values(state="processing", claimed_by=node, claimed_at=datetime.now(UTC))
+            )
+    runtime = RuntimeConfig(LoadedConfig(Settings(routes=[Route(address=SUPPORT)]), None))
+    slow = PipelineWorker(engine, pipeline_deps(runtime), "slow-node")
+    outcomes = await slow.process(ids)
+    assert [outcome.split(" ")[0] for outcome in outcomes] == ["done", "done", "taken-over"]
+    found = await rows(
+        engine, select(JournalEntry.state, JournalEntry.claimed_by).order_by(JournalEntry.id)
+    )
+    assert [tuple(row) for row in found] == [
+        ("done", None),
+        ("done", None),
+        ("processing", "other-node"),
+    ]
+    subjects = await rows(engine, select(Ticket.subject).order_by(Ticket.id))
+    assert [row.subject for row in subjects] == ["Question 0", "Question 1"]

@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mailgate.config import LoadedConfig, Route, Settings, Templates
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import JournalEntry, Message
+from mailgate.db.nodes import new_node_id
 from mailgate.db.outage import DatabaseOutage, is_outage, raise_if_outage
 from mailgate.db.session import create_engine
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import MAX_DATABASE_TRIES, PipelineWorker
 from mailgate.runtime import RuntimeConfig
-from mailgate.work import node_id, pipeline_deps
+from mailgate.work import pipeline_deps
 from tests.support import free_port
 from tests.test_pipeline import mail
 
@@ -35,7 +36,7 @@ def make_worker(engine, **settings) -> PipelineWorker:
     runtime = RuntimeConfig(
         LoadedConfig(Settings(routes=[Route(address=SUPPORT)], **settings), None)
     )
-    return PipelineWorker(engine, pipeline_deps(runtime), node_id(), batch_size=100)
+    return PipelineWorker(engine, pipeline_deps(runtime), new_node_id(), batch_size=100)
 
 
 async def journal(engine, raws: list[bytes]) -> list[int]:

@@ -57,6 +57,10 @@ class Quarantine(Exception):
     """The entry cannot be processed; kept in the journal with this reason."""
 
 
+class ClaimLost(Exception):
+    """Another node took the entry over (this one was silent too long): it is theirs."""
+
+
 @dataclass(frozen=True)
 class PipelineDeps:
     runtime: RuntimeConfig
@@ -202,7 +206,8 @@ class PipelineWorker:
         try:
             results = await self._apply(segment, alone)
         except Exception as exc:  # an outage, or a retry, a quarantine, or one at a time
-            await raise_if_outage(self._engine, exc)
+            if not isinstance(exc, ClaimLost):
+                await raise_if_outage(self._engine, exc)
             if len(segment) == 1:
                 return {segment[0].entry_id: await self._failed(segment[0].entry_id, "apply", exc)}
             log.warning("a batch of %d entries failed (%s); one at a time", len(segment), exc)
@@ -268,7 +273,7 @@ class PipelineWorker:
             results = [await self._apply_one(session, known, assigner, i) for i in segment]
             if new_rows is not None:
                 await new_rows.flush(session)
-            await _finish(session, segment, results)
+            await _finish(session, self._node, segment, results)
         return results
 
     async def _apply_one(self, session, known: Known, assigner: Assigner, inbound) -> _Result:
@@ -310,15 +315,16 @@ class PipelineWorker:
     async def _failed(self, entry_id: int, step: str, exc: BaseException) -> str:
         """Count a failure of the entry itself (never an outage: see ``process``). A
         database error (a lost race, a deadlock) is retried by a later pass, up to
-        ``MAX_DATABASE_TRIES`` attempts in all; anything else quarantines the entry."""
+        ``MAX_DATABASE_TRIES`` attempts in all; anything else quarantines the entry.
+        An entry another node has taken over is left to it."""
         async with self._sessions.begin() as session:
             query = select(JournalEntry.attempts).where(JournalEntry.id == entry_id)
             attempts = (await session.scalar(query)) or 0
             retry = isinstance(exc, DBAPIError) and attempts + 1 < MAX_DATABASE_TRIES
             state = "pending" if retry else "quarantined"
-            await session.execute(
+            noted = await session.execute(
                 update(JournalEntry)
-                .where(JournalEntry.id == entry_id)
+                .where(JournalEntry.id == entry_id, JournalEntry.claimed_by == self._node)
                 .values(
                     state=state,
                     error=_reason(step, exc),
@@ -326,6 +332,9 @@ class PipelineWorker:
                     processed_at=datetime.now(UTC),
                 )
             )
+        if noted.rowcount == 0:
+            log.warning("entry %d: taken over by another node; left to it", entry_id)
+            return "taken-over"
         log_method = log.warning if retry else log.error
         log_method("entry %d: %s at step %s: %s", entry_id, state, step, exc)
         return state
@@ -386,25 +395,35 @@ def _return_path(inbound: Inbound) -> str | None:
     return inbound.envelope_from
 
 
-async def _finish(session: AsyncSession, segment: list[Inbound], results: list[_Result]) -> None:
-    """Record each entry's new state: one statement per state, one per quarantined entry."""
+async def _finish(
+    session: AsyncSession, node: str, segment: list[Inbound], results: list[_Result]
+) -> None:
+    """Record each entry's new state: one statement per state, one per quarantined
+    entry. Raises ``ClaimLost`` (and the transaction rolls back) if another node took
+    an entry over meanwhile: it processes the entry, so this node must not."""
     now = datetime.now(UTC)
+    ours = JournalEntry.claimed_by == node
     finished: dict[str, list[int]] = {}
+    written = 0
     for inbound, result in zip(segment, results, strict=True):
         if result.error is None:
             finished.setdefault(result.state, []).append(inbound.entry_id)
             continue
-        await session.execute(
+        done = await session.execute(
             update(JournalEntry)
-            .where(JournalEntry.id == inbound.entry_id)
+            .where(JournalEntry.id == inbound.entry_id, ours)
             .values(state=result.state, error=result.error, processed_at=now, claimed_by=None)
         )
+        written += done.rowcount
     for state, ids in finished.items():
-        await session.execute(
+        done = await session.execute(
             update(JournalEntry)
-            .where(JournalEntry.id.in_(ids))
+            .where(JournalEntry.id.in_(ids), ours)
             .values(state=state, error=None, processed_at=now, claimed_by=None)
         )
+        written += done.rowcount
+    if written != len(segment):
+        raise ClaimLost(f"{len(segment) - written} of {len(segment)} entries taken over")
 
 
 async def quarantined_ids(engine: AsyncEngine) -> list[int]:
