@@ -6,7 +6,9 @@ ask -- stored Message-IDs, the tickets that references and subject codes name, t
 participants, suppressed addresses, recent rate events -- and keeps that up to date
 with what the batch itself writes, so the fifth mail of a batch sees the ticket the
 first one opened. A question about something not read up front is answered by a
-query, so answers are never stale, only sometimes slower.
+query, so answers are never stale, only sometimes slower. The rate keys it counts
+stay held until the batch commits (one lock statement per batch), so a pipeline on
+another node or in another process counts them after this batch's events.
 """
 
 from __future__ import annotations
