@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from mailgate.db.models import Ticket
 from mailgate.signing import Signer
-from tests.support import daemon_running, journal_entries, wait_until
+from tests.support import MailgateSetup, daemon_running, journal_entries, wait_until
 
 CONCURRENT = 40
 PORTAL_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -25,6 +25,9 @@ PORTAL_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 @pytest.fixture
 async def daemon(setup):
+    # The default lock wait: on a loaded machine 40 requests at once can queue for
+    # SQLite's write lock longer than the tests' usual 3 seconds.
+    setup.sections["database"]["write_timeout_seconds"] = 10.0
     setup.sections["web"] |= {
         "login_rate_limit": "10/15m",
         "login_ip_rate_limit": "100/15m",
@@ -37,25 +40,43 @@ async def daemon(setup):
         yield process
 
 
-async def all_at_once(client, path: str, fields: dict[str, str]) -> list[int]:
+async def all_at_once(client, path: str, fields: dict[str, str], ports=()) -> list[int]:
     """POST ``fields`` (multipart, as a browser sends a form with files) to ``path``
-    ``CONCURRENT`` times at once; the statuses."""
+    ``CONCURRENT`` times at once, to the client's daemon or spread over the daemons
+    on ``ports``; the statuses."""
+    bases = [f"http://127.0.0.1:{port}" for port in ports] or [client.base]
 
-    async def post() -> int:
+    async def post(base: str) -> int:
         form = aiohttp.FormData()
         for name, value in fields.items():
             form.add_field(name, value)
-        url = client.base + path
-        async with client.http.post(url, data=form, allow_redirects=False) as response:
+        async with client.http.post(base + path, data=form, allow_redirects=False) as response:
             await response.read()
             return response.status
 
-    return list(await asyncio.gather(*(post() for _ in range(CONCURRENT))))
+    posts = (post(bases[n % len(bases)]) for n in range(CONCURRENT))
+    return list(await asyncio.gather(*posts))
 
 
 async def test_concurrent_wrong_passwords_get_exactly_the_limit(daemon, client):
     fields = {"email": "alice@example.test", "password": "wrong", "csrf": await client.csrf()}
     statuses = await all_at_once(client, "/login", fields)
+    assert Counter(statuses) == {401: 10, 429: CONCURRENT - 10}
+
+
+async def test_two_daemons_on_one_database_share_the_limit(daemon, client, tmp_path):
+    """Two nodes (on SQLite: two processes on one file) count the same attempts."""
+    other = MailgateSetup(tmp_path / "other", daemon.setup.database_url)
+    own = {"listen", "base_url"}  # the other daemon's own web port
+    for name in ("database", "web"):
+        mine = daemon.setup.sections[name].items()
+        other.sections[name] |= {key: value for key, value in mine if key not in own}
+    other.routes, other.agents = daemon.setup.routes, daemon.setup.agents
+    other.directory.mkdir()
+    async with daemon_running(other):
+        fields = {"email": "alice@example.test", "password": "wrong", "csrf": await client.csrf()}
+        ports = (daemon.setup.web_port, other.web_port)
+        statuses = await all_at_once(client, "/login", fields, ports)
     assert Counter(statuses) == {401: 10, 429: CONCURRENT - 10}
 
 
