@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import func, insert, select
 
 from mailgate.config import LoadedConfig, Settings, Tickets
@@ -49,6 +50,17 @@ async def count(engine, model) -> int:
 def test_the_longest_look_back_is_that_of_any_limit():
     assert longest_look_back(Settings()) == timedelta(hours=1)
     assert longest_look_back(SETTINGS) == timedelta(hours=2)
+    limits = [
+        (section, name)
+        for section, value in SETTINGS
+        if isinstance(value, BaseModel)
+        for name in type(value).model_fields
+        if name.endswith("rate_limit")
+    ]
+    assert len(limits) >= 7  # the seven of today, found
+    for section, name in limits:  # each limit counts, whichever is the longest
+        longer = Settings.model_validate({section: {name: "1/7d"}})
+        assert longest_look_back(longer) == timedelta(days=7), name
 
 
 async def test_prunes_only_what_no_limit_counts_and_what_has_expired(database):
