@@ -1,7 +1,9 @@
-"""Rate limits on automatic mail, counted in the database so every node agrees.
+"""Rate limits, counted in the database so every node agrees.
 
-Each limit is a key (``ack:carol@client.test``, ``notify:alice@example.test``) and
-``(count, seconds)``: at most ``count`` events under the key in ``seconds``.
+Each limit is a key (``ack:carol@client.test``, ``notify:alice@example.test``,
+``login:bob@example.test``) and ``(count, seconds)``: at most ``count`` events under
+the key in ``seconds``. The keys are held (``db.locks.hold``) from the count to the
+commit, so concurrent requests on any node are counted one after the other.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.bulk import add_row
+from mailgate.db.locks import hold
 from mailgate.db.models import RateEvent
 from mailgate.outbox.queue import suppressed
 
@@ -30,12 +33,29 @@ def notify_key(agent: str, code: str = "") -> str:
     return f"notify:{agent}:{code}" if code else f"notify:{agent}"
 
 
+async def hold_keys(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Hold ``keys`` (``db.locks.hold``) until the session's transaction ends.
+
+    A notification about a ticket is always counted together with the agent's own
+    key (``notify_agents`` takes both), so one lock per agent guards both: a batch
+    about a hundred tickets takes a lock per agent, not a hundred per agent.
+    """
+    await hold(session, {_lock_key(key) for key in keys})
+
+
+def _lock_key(key: str) -> str:
+    kind, _, rest = key.partition(":")
+    return f"{kind}:{rest.partition(':')[0]}" if kind == "notify" else key
+
+
 async def take(session: AsyncSession, limits: Sequence[Limit], now: datetime) -> str | None:
     """Count one event under every key, if all of them are below their limit.
 
     Returns None when the event may happen (and records it), else the key that is
-    over its limit (and records nothing).
+    over its limit (and records nothing). The keys stay held until the session's
+    transaction ends.
     """
+    await hold_keys(session, [key for key, _ in limits])
     for key, (count, seconds) in limits:
         recent = await session.scalar(
             select(func.count())

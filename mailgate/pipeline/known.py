@@ -6,7 +6,9 @@ ask -- stored Message-IDs, the tickets that references and subject codes name, t
 participants, suppressed addresses, recent rate events -- and keeps that up to date
 with what the batch itself writes, so the fifth mail of a batch sees the ticket the
 first one opened. A question about something not read up front is answered by a
-query, so answers are never stale, only sometimes slower.
+query, so answers are never stale, only sometimes slower. The rate keys it counts
+stay held until the batch commits (one lock statement per batch), so a pipeline on
+another node or in another process counts them after this batch's events.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.config import parse_rate
 from mailgate.db.bulk import add_row
 from mailgate.db.models import Message, Participant, RateEvent, Suppression, ThreadRef, Ticket
-from mailgate.outbox.ratelimit import Limit, ack_key, notify_key
+from mailgate.outbox.ratelimit import Limit, ack_key, hold_keys, notify_key
 from mailgate.pipeline.codes import codes_in, unused_codes
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.thread import thread_ids
@@ -63,7 +65,7 @@ class Known:
         await known._load_participants(list(known._by_id.values()))
         senders = {inbound.customer_email for inbound in inbounds}
         await known._load_suppressed(senders | known._agents)
-        await known._load_counts(known._rate_windows(senders))
+        await known._hold_and_count(known._rate_windows(senders))
         return known
 
     # -- duplicates ---------------------------------------------------------------
@@ -184,7 +186,7 @@ class Known:
     async def take(self, limits: Sequence[Limit], now: datetime) -> str | None:
         """As ``ratelimit.take``, counting the batch's own events too."""
         windows = [(key, seconds) for key, (_, seconds) in limits]
-        await self._load_counts([window for window in windows if window not in self._counts])
+        await self._hold_and_count([window for window in windows if window not in self._counts])
         for key, (count, seconds) in limits:
             if self._counts[key, seconds] >= count:
                 return key
@@ -216,9 +218,14 @@ class Known:
             *((notify_key(agent, code), self._ticket_window) for agent in agents for code in codes),
         ]
 
-    async def _load_counts(self, windows: Sequence[tuple[str, int]]) -> None:
+    async def _hold_and_count(self, windows: Sequence[tuple[str, int]]) -> None:
         """How many events each (key, seconds) had in its last ``seconds``: counted in
-        the database, one query per look-back, however many events there are."""
+        the database, one query per look-back, however many events there are. The
+        keys are held first, in one statement, until the batch commits: another
+        pipeline counting them waits for this batch's events."""
+        if not windows:
+            return
+        await hold_keys(self._session, [key for key, _ in windows])
         now = datetime.now(UTC)
         by_seconds: dict[int, list[str]] = {}
         for key, seconds in windows:

@@ -2,7 +2,8 @@
 
 ``round_robin`` gives a new ticket to the agent after the one who got the queue's
 previous ticket; ``least_open`` to the agent with the fewest open tickets (ties go to
-the agent listed first). Both start from the database, so several nodes agree.
+the agent listed first). Both start from the database, so several nodes agree, and
+hold the assignment lock from that read to the commit, so they take turns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.addresses import RouteTable
 from mailgate.config import Route, Tickets
+from mailgate.db.locks import hold
 from mailgate.db.models import Ticket
+
+# One key for every queue and agent: a batch that assigns holds it to its commit,
+# whatever queues it assigns in and in whichever order, so two batches never hold
+# one queue each while waiting for the other's.
+ASSIGN_KEY = "assign"
 
 
 def route_for(recipients: Sequence[str], routes: RouteTable) -> Route | None:
@@ -31,7 +38,9 @@ class Assigner:
 
     It reads the database once per queue (round robin) or per agent (least open) and
     then counts the batch's own assignments, so a batch spreads its tickets as the
-    same mail one at a time would.
+    same mail one at a time would. Before its first read it takes ``ASSIGN_KEY``,
+    which the session's transaction holds to its end: another batch, on any node,
+    reads after this one's assignments are committed.
     """
 
     def __init__(self, session: AsyncSession, tickets: Tickets) -> None:
@@ -39,11 +48,15 @@ class Assigner:
         self._open_statuses = [s.name for s in tickets.statuses if s.category in ("new", "open")]
         self._previous: dict[str, str | None] = {}  # queue -> its latest assignee
         self._open: dict[str, int] = {}  # agent -> open tickets
+        self._holding = False
 
     async def choose(self, route: Route) -> str | None:
         agents = [agent.lower() for agent in route.agents]
         if route.assign == "none" or not agents:
             return None
+        if not self._holding:
+            await hold(self._session, [ASSIGN_KEY])
+            self._holding = True
         if route.assign == "round_robin":
             chosen = await self._next_in_turn(route.queue, agents)
         else:
