@@ -31,6 +31,7 @@ from mailgate.intake.smtp import SessionRegistry, start_listener
 from mailgate.pipeline.journal import Journal
 from mailgate.pipeline.reprocess import reprocess as reprocess_entries
 from mailgate.pipeline.worker import PipelineWorker
+from mailgate.prune import Pruner
 from mailgate.runtime import RuntimeConfig
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
@@ -118,6 +119,8 @@ class Daemon:
                 group.create_task(workers.run(), name="workers")
                 stuck = functools.partial(self._stuck_workers, engine)
                 others = [group.create_task(self.notifier.watchdog(stuck), name="watchdog")]
+                # Expired rate events, sessions and login links: every node prunes.
+                others.append(group.create_task(Pruner(engine, self.runtime).run(), name="prune"))
                 others += [  # IMAP intake: one task per [[imap]] mailbox
                     group.create_task(intake.run(), name=f"imap:{intake.config.name}")
                     for intake in self.status.imap

@@ -10,13 +10,22 @@ import smtplib
 import threading
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
-from mailgate.db.models import OutboxItem
-from tests.support import PG_ADMIN_URL, DatabaseLock, MailgateProcess, journal_entries, wait_until
+from mailgate.db.migrate import upgrade
+from mailgate.db.models import OutboxItem, RateEvent
+from tests.support import (
+    PG_ADMIN_URL,
+    DatabaseLock,
+    MailgateProcess,
+    daemon_running,
+    journal_entries,
+    wait_until,
+)
 
 
 def send(port: int, body: str, recipient: str = "support@example.test") -> None:
@@ -201,3 +210,27 @@ async def test_bad_config_on_sighup_keeps_running(mailgate, engine):
     await asyncio.to_thread(send, setup.smtp_port, "still-running")
     states = await wait_until(_all_processed(engine, 1), "the entry processed")
     assert states == ["done"]
+
+
+async def test_the_daemon_prunes_expired_rows_at_start(setup, engine):
+    """Rate events older than any limit looks back go as soon as a node starts; the
+    ones a limit still counts stay."""
+    await upgrade(engine)
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(RateEvent),
+            [{"key": "ack:old@client.test", "at": now - timedelta(days=30)}] * 3
+            + [{"key": "ack:new@client.test", "at": now}],
+        )
+
+    async def keys() -> list[str]:
+        async with engine.connect() as connection:
+            return list(await connection.scalars(select(RateEvent.key)))
+
+    async with daemon_running(setup):
+        await wait_until(lambda: _only(keys, ["ack:new@client.test"]), "the old rows to go")
+
+
+async def _only(rows, expected: list) -> bool:
+    return await rows() == expected
