@@ -20,11 +20,12 @@ from sqlalchemy import select
 from mailgate.config import Agent, LoadedConfig, Route, Settings, Tickets
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import OutboxItem, Ticket
+from mailgate.db.nodes import NodeHeartbeat
 from mailgate.db.session import create_engine
 from mailgate.pipeline.journal import Arrival, insert_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.runtime import RuntimeConfig
-from mailgate.work import node_id, pipeline_deps
+from mailgate.work import pipeline_deps
 from tests.test_pipeline import mail
 
 SUPPORT = "support@example.test"
@@ -52,9 +53,12 @@ async def two_pipelines(engines, senders: list[str], route: Route, tickets: Tick
         for n, sender in enumerate(senders)
     ]
     await insert_entries(engines[0], arrivals)
+    nodes = [NodeHeartbeat(engine, "pipeline", 30.0) for engine in engines]
+    for node in nodes:  # two live nodes: neither takes the other's claims
+        await node.join()
     workers = [
-        PipelineWorker(engine, pipeline_deps(runtime), node_id(), batch_size=BATCH)
-        for engine in engines
+        PipelineWorker(engine, pipeline_deps(runtime), node.id, batch_size=BATCH)
+        for engine, node in zip(engines, nodes, strict=True)
     ]
 
     async def drain(worker: PipelineWorker) -> None:

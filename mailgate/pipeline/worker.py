@@ -143,21 +143,28 @@ class PipelineWorker:
             claim_is_dead(JournalEntry.claimed_by, now, timeout),
         )
         async with self._sessions.begin() as session:
-            claimed = []
+            claimed: list[tuple[int, int]] = []
             for waiting in (left_over, pending):
-                query = select(JournalEntry.id, JournalEntry.size).where(waiting)
-                query = query.order_by(JournalEntry.id).limit(self._batch)
-                if is_postgres(self._engine):
-                    query = query.with_for_update(skip_locked=True)
-                claimed += (await session.execute(query)).all()
-            claimed = sorted(claimed)[: self._batch]
-            if claimed:
-                await session.execute(
-                    update(JournalEntry)
-                    .where(JournalEntry.id.in_([entry_id for entry_id, _ in claimed]))
-                    .values(state="processing", claimed_by=self._node, claimed_at=now)
-                )
-        return claimed
+                claimed += await self._take(session, waiting, now, self._batch - len(claimed))
+        return sorted(claimed)
+
+    async def _take(self, session: AsyncSession, waiting, now: datetime, limit: int) -> list:
+        """Claim up to ``limit`` entries matching ``waiting``, first come first; (id,
+        size) each. One UPDATE over the ids it selects, so two nodes (or two processes
+        on one SQLite file) can never both take an entry: PostgreSQL skips rows another
+        claim has locked, and SQLite runs one writer at a time."""
+        if limit <= 0:
+            return []
+        ids = select(JournalEntry.id).where(waiting).order_by(JournalEntry.id).limit(limit)
+        if is_postgres(self._engine):
+            ids = ids.with_for_update(skip_locked=True)
+        claim = (
+            update(JournalEntry)
+            .where(JournalEntry.id.in_(ids.scalar_subquery()))
+            .values(state="processing", claimed_by=self._node, claimed_at=now)
+            .returning(JournalEntry.id, JournalEntry.size)
+        )
+        return [(row.id, row.size) for row in await session.execute(claim)]
 
     async def _load(self, entry_ids: list[int]) -> tuple[list[JournalEntry], dict[int, str]]:
         """The entries with their raw mail, and the outcomes of those that could not
