@@ -4,14 +4,11 @@ mail is stuck, and a failing work loop says so once, not once per pass."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import smtplib
 import socket
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,15 +22,8 @@ from mailgate.health import assess
 from mailgate.loop import WorkLoop
 from mailgate.pipeline.journal import Arrival, insert_entries
 from tests.support import MailgateProcess, wait_until
+from tests.test_daemon import healthz
 from tests.test_pipeline import mail
-
-
-def healthz(port: int) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def worker_pid(daemon: MailgateProcess, role: str) -> int:
