@@ -4,7 +4,10 @@ It runs in the caller's event loop and forwards bytes between each client and th
 target. ``refuse()`` plays a peer that is down (open connections are closed, new ones
 closed at once); ``blackhole()`` plays a dead link (connections stay open, new ones are
 accepted, and nothing passes either way); ``restore()`` forwards new connections again,
-while black-holed ones stay dead until one end closes them. When either end of a
+while black-holed ones stay dead until one end closes them. ``stall()`` plays a link
+that drops packets for a while and then heals: bytes are held (connections kept, new
+ones accepted) and pass on at ``restore()``, as TCP's retransmissions would carry
+them. When either end of a
 connection closes, the proxy closes the other: a server behind a dead link learns of
 its client's end only then, as it would from its keepalive much later.
 """
@@ -37,6 +40,8 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self._mode = FORWARD
+        self._flowing = asyncio.Event()  # cleared while stalled
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._handlers: set[asyncio.Task] = set()
@@ -63,16 +68,23 @@ class TcpProxy:
 
     def refuse(self) -> None:
         self._mode = REFUSE
+        self._flowing.set()
         for link in self._links:
             link.close()
 
     def blackhole(self) -> None:
         self._mode = BLACKHOLE
+        self._flowing.set()
         for link in self._links:
             link.dead = True
 
+    def stall(self) -> None:
+        self._mode = FORWARD
+        self._flowing.clear()
+
     def restore(self) -> None:
         self._mode = FORWARD
+        self._flowing.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._mode == REFUSE:
@@ -95,13 +107,14 @@ class TcpProxy:
         """Pump both ways until either end closes (only swallow the client's bytes
         when the link was dead from the start)."""
         if link.dead:
-            await _pump(client, None, link)
+            await self._pump(client, None, link)
             return
+        await self._flowing.wait()
         target, target_writer = await asyncio.open_connection(self.target_host, self.target_port)
         link.writers.append(target_writer)
         pumps = [
-            asyncio.create_task(_pump(client, target_writer, link)),
-            asyncio.create_task(_pump(target, link.writers[0], link)),
+            asyncio.create_task(self._pump(client, target_writer, link)),
+            asyncio.create_task(self._pump(target, link.writers[0], link)),
         ]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -110,13 +123,14 @@ class TcpProxy:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
 
-
-async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, link: _Link
-) -> None:
-    """Copy ``reader`` to ``writer`` until EOF; drop the bytes while the link is dead."""
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            if writer is not None and not link.dead:
-                writer.write(data)
-                await writer.drain()
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, link: _Link
+    ) -> None:
+        """Copy ``reader`` to ``writer`` until EOF; hold the bytes while stalled, drop
+        them once the link is dead."""
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                if writer is not None and not link.dead:
+                    writer.write(data)
+                    await writer.drain()

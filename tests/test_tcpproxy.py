@@ -116,3 +116,25 @@ async def test_blackhole_forwards_nothing_either_way_until_restored(proxy, echo)
     assert await old_reader.read() == b""
     new_writer.close()
     await open_connections(proxy, 0)
+
+
+async def test_stall_holds_the_bytes_and_restore_lets_them_through(proxy, echo):
+    reader, writer = await connect(proxy)
+    writer.write(b"1")
+    assert await reader.readexactly(1) == b"1"
+    proxy.stall()
+    writer.write(b"held")
+    late_reader, late_writer = await connect(proxy)
+    late_writer.write(b"late")
+    await open_connections(proxy, 2)
+    # The barrier goes to the echo server directly: the held bytes have not got there.
+    direct_reader, direct_writer = await asyncio.open_connection("127.0.0.1", echo.port)
+    direct_writer.write(b"direct")
+    assert await direct_reader.readexactly(6) == b"direct"
+    assert echo.received == b"1direct"
+    proxy.restore()
+    assert await reader.readexactly(4) == b"held"
+    assert await late_reader.readexactly(4) == b"late"
+    for each in (writer, late_writer, direct_writer):
+        each.close()
+    await open_connections(proxy, 0)
