@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -53,6 +54,18 @@ _SETTLE = (
     )
 )
 
+# Its attempt row, likewise only while the claim is ours (so written before the settle):
+# outcomes written again after a COMMIT whose answer was lost add no second row.
+_A = DeliveryAttempt
+_ATTEMPT = insert(DeliveryAttempt).from_select(
+    ["outbox_id", "at", "ok", "detail"],
+    select(
+        _O.id,
+        bindparam("a_at", type_=_A.at.type),
+        bindparam("a_ok", type_=_A.ok.type),
+        bindparam("a_detail", type_=_A.detail.type),
+    ).where(_O.id == bindparam("b_id"), _O.claimed_by == bindparam("b_node")),
+)
 # An item claimed but not handed over because the database failed: due again.
 _RELEASE = (
     update(OutboxItem)
@@ -144,8 +157,8 @@ class DeliveryWorker:
 
     async def _deliver(self, rows: list[Row], held: dict[int, set[str]]) -> None:
         """Send ``rows`` over up to ``connections`` connections at once, each writing
-        every outcome before it hands the next message over."""
-        writer = OutcomeWriter(self._write)
+        every outcome (on one database connection kept for the pass) before it hands
+        the next message over."""
         deliveries = {
             row.id: delivery
             for row in rows
@@ -153,15 +166,17 @@ class DeliveryWorker:
         }
         kept = [(row, _noting_held(None, held[row.id])) for row in rows if row.id not in deliveries]
         wanted = [row for row in rows if row.id in deliveries]
-        try:
-            if kept and not await self._recorded(writer, kept, wanted):
-                wanted = []
-            async with asyncio.TaskGroup() as group:
-                for lane in (wanted[i :: self._connections] for i in range(self._connections)):
-                    if lane:
-                        group.create_task(self._lane(lane, deliveries, held, writer))
-        finally:
-            self._unrecorded = writer.unwritten
+        async with self._engine.connect() as connection:
+            writer = OutcomeWriter(partial(self._write, connection))
+            try:
+                if kept and not await self._recorded(writer, kept, wanted):
+                    wanted = []
+                async with asyncio.TaskGroup() as group:
+                    for lane in (wanted[i :: self._connections] for i in range(self._connections)):
+                        if lane:
+                            group.create_task(self._lane(lane, deliveries, held, writer))
+            finally:
+                self._unrecorded = writer.unwritten
         if writer.failure is not None:
             raise writer.failure
 
@@ -226,25 +241,28 @@ class DeliveryWorker:
         _log_outcomes(self._unrecorded, changes)
         self._unrecorded, self._unsent = [], []
 
-    async def _write(self, outcomes: Sequence[tuple[Row, SendResult]]) -> None:
-        async with self._engine.begin() as connection:
+    async def _write(
+        self, connection: AsyncConnection, outcomes: Sequence[tuple[Row, SendResult]]
+    ) -> None:
+        async with connection.begin():
             changes = await self._write_outcomes(connection, outcomes)
         _log_outcomes(outcomes, changes)
 
     async def _write_outcomes(
         self, connection: AsyncConnection, outcomes: Sequence[tuple[Row, SendResult]]
     ) -> list[dict]:
-        """Settle the items (while the claim is ours) and add their attempt rows."""
+        """Add the items' attempt rows and settle them, while the claims are ours."""
         if not outcomes:
             return []
         now = datetime.now(UTC)
         changes = [self._settle(row, result, now) for row, result in outcomes]
         attempts = [
-            {"outbox_id": row.id, "at": now, "ok": result.ok, "detail": result.detail[:4000]}
+            {"b_id": row.id, "b_node": self._node, "a_at": now, "a_ok": result.ok}
+            | {"a_detail": result.detail[:4000]}
             for row, result in outcomes
         ]
+        await connection.execute(_ATTEMPT, attempts)
         await connection.execute(_SETTLE, changes)
-        await connection.execute(insert(DeliveryAttempt), attempts)
         return changes
 
     def _settle(self, row: Row, result: SendResult, now: datetime) -> dict:
