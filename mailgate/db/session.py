@@ -2,6 +2,8 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit that answered ``250`` must
 survive a power cut, and WAL lets readers (the web) run beside the writer.
+``transaction_within`` bounds a whole transaction in time, connection included, for
+writes whose caller must know that what did not commit in time never will.
 """
 
 from __future__ import annotations
