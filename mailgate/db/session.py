@@ -2,16 +2,26 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit that answered ``250`` must
 survive a power cut, and WAL lets readers (the web) run beside the writer.
+``transaction_within`` bounds a whole transaction in time, connection included, for
+writes whose caller must know that what did not commit in time never will.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from mailgate.config import Database
 from mailgate.db import sqlite_driver
@@ -83,6 +93,40 @@ async def ping(engine: AsyncEngine) -> None:
     """Raise if the database cannot answer a trivial query."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+@asynccontextmanager
+async def transaction_within(engine: AsyncEngine, seconds: float) -> AsyncIterator[AsyncConnection]:
+    """A transaction that commits within ``seconds`` or not at all (TimeoutError).
+
+    Everything is bounded: the pool's checkout (a connect, a ping), the statements and
+    the COMMIT. At the deadline the work is cancelled and the connection dropped at
+    once, neither asked to roll back nor returned to the pool (its link may be dead):
+    the server rolls the transaction back when it sees the connection close. Only a
+    deadline that falls while COMMIT is on its way leaves the outcome unknown.
+    """
+    connection = engine.connect()
+    try:
+        async with asyncio.timeout(seconds):
+            await connection.start()
+            await connection.begin()
+            yield connection
+            await connection.commit()
+    except BaseException:
+        await _drop(connection)
+        raise
+    await connection.close()
+
+
+async def _drop(connection: AsyncConnection) -> None:
+    """Discard ``connection`` without a word to the server (asyncpg's terminate
+    closes the socket now; SQLAlchemy's own close would wait for an answer)."""
+    if connection.sync_connection is None:  # never checked out
+        return
+    if not connection.invalidated and is_postgres(connection.engine):
+        connection.sync_connection.connection.driver_connection.terminate()
+    await connection.invalidate()
+    await connection.close()
 
 
 def is_postgres(engine: AsyncEngine) -> bool:

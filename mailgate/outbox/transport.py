@@ -1,8 +1,10 @@
 """Delivery transports: the seam in front of the smarthost.
 
 ``SmtpTransport`` hands a batch to the smarthost over one SMTP connection
-(aiosmtplib), reopened if the server drops it, and gives each message its own
-result. ``CaptureTransport`` sends nothing: without a smarthost (the embedded
+(aiosmtplib), reopened if the server drops it, and reports each message's result as
+soon as the smarthost answers it; it hands over the next message only when asked for
+the next result, so its caller can record each outcome first. ``CaptureTransport``
+sends nothing (so its results come all at once): without a smarthost (the embedded
 default) mail is kept in the database for the web UI.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -52,16 +54,18 @@ class SendResult:
 
 
 class Transport(Protocol):
-    async def send(self, items: Sequence[Delivery]) -> list[SendResult]:
-        """One result per item, in order; delivery problems are results, not raised."""
+    def send(self, items: Sequence[Delivery]) -> AsyncIterator[list[SendResult]]:
+        """One result per item, in order, in lists as they become known: nothing more
+        is handed over until the next list is asked for. Delivery problems are
+        results, not raised. Close the iterator (``contextlib.aclosing``) to stop early."""
         ...
 
 
 class CaptureTransport:
     """No smarthost: every message is kept in the database (state ``captured``)."""
 
-    async def send(self, items: Sequence[Delivery]) -> list[SendResult]:
-        return [SendResult("captured", "captured: no smarthost configured") for _ in items]
+    async def send(self, items: Sequence[Delivery]) -> AsyncIterator[list[SendResult]]:
+        yield [SendResult("captured", "captured: no smarthost configured")] * len(items)
 
 
 class SmtpTransport:
@@ -86,18 +90,18 @@ class SmtpTransport:
         self._local_hostname = local_hostname
         self.where = f"{host}:{port}"
 
-    async def send(self, items: Sequence[Delivery]) -> list[SendResult]:
+    async def send(self, items: Sequence[Delivery]) -> AsyncIterator[list[SendResult]]:
         if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
         client = aiosmtplib.SMTP(**self._options, local_hostname=self._local_hostname)
         connection = _Connection(client, self.where)
         try:
-            results = [await connection.deliver(item) for item in items]
-        except BaseException:
+            for item in items:
+                yield [await connection.deliver(item)]
+        except BaseException:  # also closed early by the caller (GeneratorExit)
             client.close()
             raise
         await connection.quit()
-        return results
 
 
 class _Lost(Exception):

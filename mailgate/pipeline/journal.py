@@ -4,6 +4,13 @@ Concurrent intake sessions share commits (group commit): one writer task takes
 whatever arrivals are waiting and inserts them in one transaction, so a busy server
 pays one fsync per batch rather than one per message, and an idle one still commits
 each message at once.
+
+A sender that is told ``451`` must find its message not stored: each arrival's write
+has a deadline a little before the sender's answer is due (``LOCK_WAIT_SHARE`` of
+the timeout), and a write that has not committed by the earliest deadline of its
+batch is abandoned before COMMIT (rolled back). Only when the deadline falls while
+COMMIT is on its way can a ``451``'d message be stored; the sender's retry, the same
+bytes, is then recognised as a duplicate by the pipeline.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import JournalEntry, JournalRaw
-from mailgate.db.session import LOCK_WAIT_SHARE, sqlite_file
+from mailgate.db.session import LOCK_WAIT_SHARE, sqlite_file, transaction_within
 from mailgate.pipeline.journal_sqlite import SqliteAppender
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,7 @@ class JournalUnavailable(Exception):
 class _Pending:
     arrival: Arrival
     done: asyncio.Future[int]
+    deadline: float  # event loop time by which its write must have committed
 
 
 class Journal:
@@ -69,7 +77,9 @@ class Journal:
         """Commit ``arrival`` and return its journal id, or raise JournalUnavailable."""
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
-        pending = _Pending(arrival, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout * LOCK_WAIT_SHARE
+        pending = _Pending(arrival, loop.create_future(), deadline)
         self._queue.put_nowait(pending)
         try:
             async with asyncio.timeout(self._timeout):
@@ -84,7 +94,8 @@ class Journal:
     async def append(self, arrivals: Sequence[Arrival]) -> list[int]:
         """Commit ``arrivals`` together now, in a transaction of their own (an IMAP
         batch), and return their ids; a database error is raised as it is."""
-        ids = await self._insert(list(arrivals))
+        deadline = asyncio.get_running_loop().time() + self._timeout * LOCK_WAIT_SHARE
+        ids = await self._insert(list(arrivals), deadline)
         self._on_commit()
         return ids
 
@@ -112,8 +123,16 @@ class Journal:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        now = asyncio.get_running_loop().time()
+        for pending in batch:
+            if pending.deadline <= now:  # waited behind a slow write: answered 451
+                _settle(pending.done, exc=JournalUnavailable("no time left to write it"))
+        batch = [pending for pending in batch if pending.deadline > now]
+        if not batch:
+            return
         try:
-            ids = await self._insert([p.arrival for p in batch])
+            deadline = min(pending.deadline for pending in batch)
+            ids = await self._insert([p.arrival for p in batch], deadline)
         except asyncio.CancelledError:
             for pending in batch:
                 _settle(pending.done, exc=JournalUnavailable("shutting down"))
@@ -129,10 +148,13 @@ class Journal:
             _settle(pending.done, result=entry_id)
         self._on_commit()
 
-    async def _insert(self, arrivals: list[Arrival]) -> list[int]:
+    async def _insert(self, arrivals: list[Arrival], deadline: float) -> list[int]:
+        """Commit by ``deadline`` (event loop time, which is ``time.monotonic``) or
+        raise with nothing stored."""
         if self._appender is not None:  # SQLite: a thread of its own, one hop per commit
-            return await self._appender.insert(entry_rows(arrivals))
-        return await insert_entries(self._engine, arrivals, self._timeout * LOCK_WAIT_SHARE)
+            return await self._appender.insert(entry_rows(arrivals), deadline)
+        seconds = deadline - asyncio.get_running_loop().time()
+        return await insert_entries(self._engine, arrivals, seconds)
 
 
 def _settle(future: asyncio.Future, result: int | None = None, exc: Exception | None = None):
@@ -146,17 +168,18 @@ def _settle(future: asyncio.Future, result: int | None = None, exc: Exception | 
 
 
 async def insert_entries(
-    engine: AsyncEngine, arrivals: Sequence[Arrival], statement_seconds: float = 10.0
+    engine: AsyncEngine, arrivals: Sequence[Arrival], seconds: float = 10.0
 ) -> list[int]:
-    """Insert ``arrivals`` as pending journal entries in one transaction.
+    """Insert ``arrivals`` as pending journal entries in one transaction that commits
+    within ``seconds`` (checkout included) or not at all (``transaction_within``).
 
-    On PostgreSQL the transaction gets a statement timeout of ``statement_seconds``; a
-    SQLite engine bounds its lock wait itself (see ``create_engine``).
+    On PostgreSQL the statements also get that timeout, so a backend waiting for a
+    lock gives up too once its client has gone.
     """
-    async with engine.begin() as connection:
+    async with transaction_within(engine, seconds) as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(
-                text(f"SET LOCAL statement_timeout = {int(statement_seconds * 1000)}")
+                text(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
             )
         return await write_entries(connection, entry_rows(arrivals))
 

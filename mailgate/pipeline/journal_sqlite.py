@@ -53,24 +53,27 @@ class SqliteAppender:
         self._sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
         self._raw_sql = f"INSERT INTO {JournalRaw.__tablename__} (entry_id, raw) VALUES (?, ?)"
 
-    async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert ``rows`` (column key -> value) in one transaction; their ids in order."""
+    async def insert(self, rows: list[dict[str, Any]], deadline: float) -> list[int]:
+        """Insert ``rows`` (column key -> value) in one transaction; their ids in order.
+
+        Not begun, or rolled back, if COMMIT cannot start by ``deadline``
+        (``time.monotonic``): TimeoutError, nothing stored."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._insert, rows)
+        return await loop.run_in_executor(self._thread, self._insert, rows, deadline)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._disconnect)
         self._thread.shutdown(wait=True)
 
-    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert(self, rows: list[dict[str, Any]], deadline: float) -> list[int]:
         connection = self._connect()
         params = [self._params(row) for row in rows]
         raws = [row["raw"] for row in rows]
-        deadline = time.monotonic() + self._lock_wait
+        deadline = min(deadline, time.monotonic() + self._lock_wait)
         while True:
             try:
-                return self._transaction(connection, params, raws)
+                return self._transaction(connection, params, raws, deadline)
             except sqlite3.OperationalError as exc:
                 busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # or an extended code
                 if not busy or time.monotonic() > deadline:
@@ -78,7 +81,11 @@ class SqliteAppender:
             time.sleep(LOCK_POLL_SECONDS)
 
     def _transaction(
-        self, connection: sqlite3.Connection, params: list[tuple], raws: list[bytes]
+        self,
+        connection: sqlite3.Connection,
+        params: list[tuple],
+        raws: list[bytes],
+        deadline: float,
     ) -> list[int]:
         """Insert the entries and their bytes in one transaction; SQLITE_BUSY if
         another writer has the lock (this connection does not wait for it)."""
@@ -89,6 +96,8 @@ class SqliteAppender:
             (last,) = connection.execute("SELECT last_insert_rowid()").fetchone()
             ids = range(last - len(params) + 1, last + 1)
             connection.executemany(self._raw_sql, zip(ids, raws, strict=True))
+            if time.monotonic() > deadline:  # the sender is being told 451 by now
+                raise TimeoutError("journal write past its deadline, rolled back")
             connection.execute("COMMIT")
         except BaseException:
             with suppress(sqlite3.Error):  # keep the first error, not the rollback's
