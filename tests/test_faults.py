@@ -14,7 +14,8 @@ from tests.faults.disk import Unavailable
 from tests.faults.scenarios import DATABASES, SCENARIOS, plan
 from tests.support import need
 
-SHORT_TRIALS = {"kill9": 2, "worker_kill": 2}  # kill9: whole node, daemon alone
+# kill9: the whole node, the daemon alone; database_outage: refused, black-holed
+SHORT_TRIALS = {"kill9": 2, "worker_kill": 2, "database_outage": 2}
 SHORT_FORM = plan(DATABASES, list(SCENARIOS), SHORT_TRIALS, seed=12)
 
 

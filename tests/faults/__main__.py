@@ -2,7 +2,8 @@
 [--scenario NAME ...] [--long] [--seed S]``.
 
 ``--trials`` is the number of kill -9 trials per database; ``worker_kill`` runs two
-(the pipeline's, delivery's), every other scenario one. Each trial prints its line as
+(the pipeline's, delivery's), ``database_outage`` two (refused, black-holed), every
+other scenario one. Each trial prints its line as
 it ends, the run a summary table; the exit status is 1 if any trial broke a rule. The
 daemons' logs are kept (the path is printed) when one did.
 """
@@ -27,7 +28,7 @@ from tests.support import IN_CI
 
 def trials(args: argparse.Namespace) -> list[Trial]:
     databases = DATABASES if args.database == "both" else (args.database,)
-    counts = {"kill9": args.trials, "worker_kill": 2}
+    counts = {"kill9": args.trials, "worker_kill": 2, "database_outage": 2}
     return plan(databases, args.scenario or list(SCENARIOS), counts, args.seed)
 
 

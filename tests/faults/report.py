@@ -4,7 +4,9 @@ The rules are issue 12's "Done when": no message that got ``250`` lost, no ticke
 doubled, every ticket acknowledged once the backlog drained, acknowledgements doubled
 only for messages in flight at a kill (at most the smarthost connections open at that
 instant), a dead node's claims taken over within ``node_timeout_seconds`` plus one
-poll, a stall or a full disk seen by ``/healthz`` within ``stall_seconds``.
+poll, a stall or a full disk seen by ``/healthz`` within ``stall_seconds``; and,
+since nothing may stall, every message offered accepted once the harm is over (the
+clients retry a ``4xx`` for ``settle_seconds`` after the load).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Figures:
     accepted: int = 0
     deferred: int = 0
     rejected: int = 0
+    unsettled: int = 0  # offered, but neither 250 nor 5xx by the end of the retries
     tickets: int = 0
     missing: int = 0
     duplicate_tickets: int = 0
@@ -44,6 +47,7 @@ class Figures:
         """Fill in the counts from the clients' tally, the tickets and the sink."""
         self.sent, self.accepted = len(tally.offered), len(tally.accepted)
         self.deferred, self.rejected = tally.deferred, len(tally.rejected)
+        self.unsettled = self.sent - self.accepted - self.rejected
         self.tickets = sum(tickets.values())
         self.missing = sum(1 for marker in tally.accepted if not tickets[marker])
         self.duplicate_tickets = sum(number - 1 for number in tickets.values() if number > 1)
@@ -54,6 +58,8 @@ class Figures:
     def broken(self) -> list[str]:
         """The rules this trial broke, in words; empty when it kept them all."""
         broken = list(self.problems)
+        if self.unsettled:
+            broken.append(f"{self.unsettled} messages never accepted: intake did not recover")
         if self.missing:
             broken.append(f"{self.missing} messages answered 250 have no ticket")
         if self.duplicate_tickets:
@@ -79,6 +85,7 @@ class Figures:
         return (
             f"{self.scenario}/{self.database} [{self.harm}] sent={self.sent}"
             f" 250={self.accepted} 4xx={self.deferred} 5xx={self.rejected}"
+            f" unsettled={self.unsettled}"
             f" tickets={self.tickets} missing={self.missing} dup_tickets={self.duplicate_tickets}"
             f" acks_missing={self.acks_missing}"
             f" acks_dup={self.acks_duplicated}(in flight {self.in_flight})"

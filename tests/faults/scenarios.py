@@ -8,6 +8,7 @@ it lands in intake, in a pipeline batch or in a delivery session as chance has i
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,10 +26,12 @@ from tests.faults.load import Tally
 from tests.faults.node import ROLES, Node
 from tests.faults.report import Figures
 from tests.faults.waiting import until
+from tests.tcpproxy import TcpProxy
 
 HEALTH_PROBE_SECONDS = 0.25
 FILL_SECONDS = 30.0  # the small disk fills within this under the full-disk load
 CLAIMS = {"pipeline": "journal", "delivery": "outbox"}  # what each worker claims
+POSTGRESQL_PORT = 5432
 CLAIM_WAIT = 2.0  # seconds a kill may wait for its target to hold claims
 WHOLE_NODE = ROLES  # a crashed machine: the daemon and both workers at once
 KILL_TARGETS = (WHOLE_NODE, ("daemon",))
@@ -154,6 +157,35 @@ async def smarthost_outage(trial: Trial, pace: Pace, directory: Path) -> Figures
         return await running.finish(figures, await loading, pace.drain_seconds)
 
 
+async def database_outage(trial: Trial, pace: Pace, directory: Path) -> Figures:
+    """PostgreSQL out of reach for ``database_outage_seconds`` under load, through a
+    TCP proxy: refused (connections closed) or black-holed (nothing passes)."""
+    way = ("refused", "black-holed")[trial.number % 2]
+    seconds = pace.database_outage_seconds
+    proxy = TcpProxy("127.0.0.1", POSTGRESQL_PORT)
+    await proxy.start()
+    try:
+        through = functools.partial(_through, proxy.port)
+        async with bench(trial.database, directory, database_url=through) as running:
+            figures = Figures(trial.scenario, trial.database, f"PostgreSQL {way} {seconds:g}s")
+            loading = _loading(running, pace, max(pace.load_seconds, seconds + 2.0))
+            await asyncio.sleep(1.0)
+            if way == "refused":
+                proxy.refuse()
+            else:
+                proxy.blackhole()
+            await asyncio.sleep(seconds)
+            proxy.restore()
+            return await running.finish(figures, await loading, pace.drain_seconds)
+    finally:
+        await proxy.stop()
+
+
+def _through(port: int, url: str) -> str:
+    """``url`` with the proxy on ``port`` in place of PostgreSQL."""
+    return url.replace(f"127.0.0.1:{POSTGRESQL_PORT}", f"127.0.0.1:{port}")
+
+
 async def soak(trial: Trial, pace: Pace, directory: Path) -> Figures:
     """A steady load for ``soak_seconds``; the RSS of every process sampled."""
     async with bench(trial.database, directory) as running:
@@ -234,10 +266,15 @@ SCENARIOS: dict[str, Scenario] = {
     "stall": stall,
     "full_disk": full_disk,
     "smarthost_outage": smarthost_outage,
+    "database_outage": database_outage,
     "soak": soak,
 }
 DATABASES = ("sqlite", "postgresql")
-ONLY_ON = {"two_nodes": ("postgresql",), "full_disk": ("sqlite",)}
+ONLY_ON = {
+    "two_nodes": ("postgresql",),
+    "database_outage": ("postgresql",),
+    "full_disk": ("sqlite",),
+}
 
 
 def plan(
