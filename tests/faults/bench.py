@@ -42,15 +42,15 @@ class Pace:
     250 retries for ``settle_seconds`` more; the backlog must then drain within
     ``drain_seconds`` (claims stranded by a kill included)."""
 
-    load_seconds: float = 6.0
-    rate: float = 25.0  # messages offered per second
+    load_seconds: float = 5.0
+    rate: float = 30.0  # messages offered per second
     clients: int = 10
     size: int = 2048
-    settle_seconds: float = 30.0
+    settle_seconds: float = 20.0
     drain_seconds: float = TAKEOVER_BOUND + 15.0
-    smarthost_outage_seconds: float = 10.0
-    database_outage_seconds: float = 10.0
-    soak_seconds: float = 15.0
+    smarthost_outage_seconds: float = 6.0
+    database_outage_seconds: float = 6.0
+    soak_seconds: float = 10.0
     soak_rate: float = 20.0
     soak_clients: int = 10
 
@@ -61,6 +61,7 @@ LONG = replace(
     load_seconds=10.0,
     rate=40.0,
     clients=20,
+    settle_seconds=60.0,
     smarthost_outage_seconds=120.0,
     database_outage_seconds=30.0,
     soak_seconds=300.0,
