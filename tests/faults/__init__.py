@@ -15,6 +15,7 @@ bytes, as an MTA does.
 ``make faults`` runs the long form; ``tests/test_faults.py`` runs a short form inside
 ``make test``. Modules: ``load`` (the clients), ``sink`` (the counting smarthost),
 ``node`` (one daemon and its workers), ``census`` (counting in the database),
-``bench`` (what one trial sets up and tears down), ``scenarios`` (the trials),
-``report`` (the per-trial line, the rules, the summary).
+``bench`` (what one trial sets up and tears down), ``kills`` and ``outages`` (the
+trials), ``scenarios`` (their names and the plan of a run), ``report`` (the per-trial
+line, the rules, the summary), ``disk`` (the small tmpfs).
 """

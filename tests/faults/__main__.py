@@ -22,7 +22,8 @@ from pathlib import Path
 from tests.faults.bench import LONG, SHORT, Pace
 from tests.faults.disk import Unavailable
 from tests.faults.report import Figures, summary
-from tests.faults.scenarios import DATABASES, SCENARIOS, Trial, plan
+from tests.faults.scenarios import DATABASES, SCENARIOS, plan
+from tests.faults.trial import Trial
 from tests.support import IN_CI
 
 

@@ -42,7 +42,7 @@ class Pace:
     250 retries for ``settle_seconds`` more; the backlog must then drain within
     ``drain_seconds`` (claims stranded by a kill included)."""
 
-    load_seconds: float = 5.0
+    load_seconds: float = 4.0
     rate: float = 30.0  # messages offered per second
     clients: int = 10
     size: int = 2048
@@ -100,6 +100,11 @@ class Bench:
         ports = [node.setup.smtp_port for node in self.nodes]
         rate, clients = sizes.get("rate", pace.rate), sizes.get("clients", pace.clients)
         return Load(ports, self.tag, rate, clients, sizes.get("size", pace.size))
+
+    def loading(self, pace: Pace, seconds: float | None = None) -> asyncio.Task[Tally]:
+        """The trial's load, in the background: ``load_seconds`` (or ``seconds``) of it."""
+        load = self.load(pace)
+        return asyncio.create_task(load.run(seconds or pace.load_seconds, pace.settle_seconds))
 
     async def drained(self, seconds: float) -> bool:
         """Wait until nothing waits in the journal or the outbox; False after ``seconds``."""

@@ -60,12 +60,11 @@ class Load:
         self.rate = rate
         self.size = size
         self.tally = Tally()
-        self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, int, int]] = asyncio.Queue()  # marker, try, port
         self._clients = clients
         self._unsettled = 0  # offered, neither accepted nor rejected yet
         self._offered_all = False
         self._settled = asyncio.Event()  # set once all is offered and settled
-        self._port_turn = itertools.count()
 
     async def run(self, seconds: float, settle_seconds: float) -> Tally:
         """Offer mail for ``seconds``, then keep retrying what is not settled for at
@@ -96,12 +95,12 @@ class Load:
             marker = marker_of(self.tag, number)
             self.tally.offered.append(marker)
             self._unsettled += 1
-            self._queue.put_nowait((marker, 0))
+            self._queue.put_nowait((marker, 0, number))
 
     async def _client(self) -> None:
         while True:
-            marker, attempt = await self._queue.get()
-            code = await self._send(marker)
+            marker, attempt, turn = await self._queue.get()
+            code = await self._send(marker, self.ports[turn % len(self.ports)])
             if code == 250:
                 self.tally.accepted.add(marker)
             elif code >= 500:
@@ -109,8 +108,9 @@ class Load:
             else:
                 self._deferred()
                 first, longest = RETRY_PAUSE_SECONDS
+                again = (marker, attempt + 1, turn + 1)  # to the next port, if there are more
                 asyncio.get_running_loop().call_later(
-                    min(first * 2**attempt, longest), self._queue.put_nowait, (marker, attempt + 1)
+                    min(first * 2**attempt, longest), self._queue.put_nowait, again
                 )
                 continue
             self._unsettled -= 1
@@ -122,9 +122,8 @@ class Load:
         if self.tally.first_deferral is None:
             self.tally.first_deferral = asyncio.get_running_loop().time()
 
-    async def _send(self, marker: str) -> int:
+    async def _send(self, marker: str, port: int) -> int:
         """The final reply code, or 421 for a connection that failed or timed out."""
-        port = self.ports[next(self._port_turn) % len(self.ports)]
         try:
             await aiosmtplib.send(
                 new_ticket_mail(marker, self.size),

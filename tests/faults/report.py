@@ -79,6 +79,11 @@ class Figures:
             broken.append(f"/healthz not 503 within {self.unhealthy_bound:g}s")
         return broken
 
+    def _takeover(self) -> str:
+        if self.takeover_bound is None:
+            return "-"
+        return f"{_seconds(self.takeover, self.takeover_bound)}({self.stranded} claimed)"
+
     def line(self) -> str:
         rss = " ".join(f"{role}={size:.0f}" for role, size in sorted(self.rss.items()))
         verdict = "OK" if not self.broken() else "FAIL: " + "; ".join(self.broken())
@@ -89,7 +94,7 @@ class Figures:
             f" tickets={self.tickets} missing={self.missing} dup_tickets={self.duplicate_tickets}"
             f" acks_missing={self.acks_missing}"
             f" acks_dup={self.acks_duplicated}(in flight {self.in_flight})"
-            f" takeover={_seconds(self.takeover, self.takeover_bound)}({self.stranded} claimed)"
+            f" takeover={self._takeover()}"
             f" healthz_503={_seconds(self.unhealthy_after, self.unhealthy_bound)}"
             f" rss_mb[{rss}] {verdict}"
         )
