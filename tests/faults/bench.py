@@ -21,6 +21,7 @@ import asyncpg
 
 from mailgate.db.session import create_engine
 from tests.faults.census import Census
+from tests.faults.disk import Unavailable
 from tests.faults.load import Load, Tally
 from tests.faults.node import Node
 from tests.faults.report import Figures
@@ -201,7 +202,10 @@ async def fresh_database(database: str, directory: Path) -> AsyncIterator[str]:
         yield f"sqlite+aiosqlite:///{_made(directory / 'db')}/mailgate.db"
         return
     name = f"mailgate_faults_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise Unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {error}") from error
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"

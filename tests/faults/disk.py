@@ -1,7 +1,8 @@
 """A small disk for the full-disk trial: a tmpfs the suite mounts and unmounts itself.
 
 Mounting needs root (CAP_SYS_ADMIN); where it is not permitted ``small_disk`` raises
-``Unavailable`` with the reason, and the trial is skipped (a failure with CI=true).
+``Unavailable`` with the reason, and the trial is skipped (a failure with CI=true),
+as it is when PostgreSQL cannot be reached.
 """
 
 from __future__ import annotations
