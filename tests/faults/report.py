@@ -101,7 +101,7 @@ class Figures:
 
 
 COLUMNS = (
-    ("scenario", 11),
+    ("scenario", 16),
     ("db", 10),
     ("sent", 6),
     ("250", 6),
