@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/smtp_ingest.py
+
+# The fault suite's long form (as root, for the full-disk tmpfs): FAULT_TRIALS kill -9
+# trials per database, minutes-long outages, a 5-minute soak.
+FAULT_TRIALS ?= 20
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults --long --trials $(FAULT_TRIALS) --database both
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
