@@ -134,7 +134,7 @@ async def _watch_health(node: Node, figures: Figures) -> None:
         status, body = await asyncio.to_thread(node.healthz)
         if status == 503:
             figures.unhealthy_after = loop.time() - started
-            if not body.get("reason"):
+            if not all(problem.get("reason") for problem in body.get("problems") or [{}]):
                 figures.problems.append(f"/healthz 503 without a reason: {body}")
             return
         await asyncio.sleep(HEALTH_PROBE_SECONDS)
