@@ -29,6 +29,12 @@ from mailgate.db import sqlite_driver
 # The database gives up a little before the intake's own timeout, so a write that
 # was answered 451 is not committed behind the sender's back a moment later.
 LOCK_WAIT_SHARE = 0.8
+# PostgreSQL: no statement of ours runs near this long, so one that has not been
+# answered by then went into a dead link (a network that drops packets sends no
+# reset, and TCP would wait many minutes): it fails, the connection is dropped, and
+# the worker goes on with a new one once the database is back.
+STATEMENT_SECONDS = 15.0
+CONNECT_SECONDS = 10.0
 
 
 def engine_for(database: Database) -> AsyncEngine:
@@ -44,7 +50,13 @@ def create_engine(url: str, lock_wait_seconds: float = 5.0) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, lock_wait_seconds)
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"timeout": CONNECT_SECONDS, "command_timeout": STATEMENT_SECONDS},
+    )
 
 
 def sqlite_pragmas(lock_wait_seconds: float) -> tuple[str, ...]:
