@@ -113,7 +113,7 @@ class DeliveryWorker:
         give_up_after: timedelta = timedelta(days=3),
         stale_claim: timedelta = STALE_CLAIM,
         return_path: Callable[[str, int], str] = lambda sender, outbox_id: sender,
-        connections: int = 4,
+        connections: int = 8,
     ) -> None:
         self._engine = engine
         self._transport = transport
