@@ -115,7 +115,7 @@ class DeliveryWorker:
         give_up_after: timedelta = timedelta(days=3),
         node_timeout: float = 30.0,
         return_path: Callable[[str, int], str] = lambda sender, outbox_id: sender,
-        connections: int = 4,
+        connections: int = 8,
     ) -> None:
         self._engine = engine
         self._transport = transport
