@@ -33,15 +33,16 @@ def sender_of(message) -> str:
          Verdict("auto_reply", "X-Autoreply: yes")),
         (rules.response_suppress, "exchange_oof.eml", None,
          Verdict("auto_reply", "X-Auto-Response-Suppress: All")),
-        (rules.vacation_subject, "exchange_oof.eml", None,
-         Verdict("auto_reply", "subject looks automatic: Automatic reply: Invoice question")),
-        (rules.vacation_subject, "balasan_otomatis.eml", None,
-         Verdict("auto_reply", "subject looks automatic: Balasan otomatis: Pertanyaan tagihan")),
-        (rules.vacation_subject, "abwesenheitsnotiz.eml", None,
-         Verdict("auto_reply", "vacation subject with x-ms-exchange-inbox-rules-loop header: "
-                 "Abwesenheitsnotiz: Ihre Anfrage")),
-        (rules.vacation_subject, "vacation_xautoreply.eml", None,
-         Verdict("auto_reply", "vacation subject with x-autoreply header: Out of Office")),
+        (rules.subject_pattern, "exchange_oof.eml", None,
+         Verdict("auto_reply", "auto-reply subject (en): Automatic reply: Invoice question")),
+        (rules.subject_pattern, "balasan_otomatis.eml", None,
+         Verdict("auto_reply", "auto-reply subject (id): Balasan otomatis: Pertanyaan tagihan")),
+        (rules.subject_pattern, "abwesenheitsnotiz.eml", None,
+         Verdict("auto_reply", "auto-reply subject (de): Abwesenheitsnotiz: Ihre Anfrage")),
+        (rules.inbox_rule, "abwesenheitsnotiz.eml", None,
+         Verdict("auto_reply", "sent by a mail rule (x-ms-exchange-inbox-rules-loop)", weak=True)),
+        (rules.subject_pattern, "vacation_xautoreply.eml", None,
+         Verdict("auto_reply", "auto-reply subject (en): Out of Office", weak=True)),
         (rules.delivery_report, "dsn_postfix.eml", "",
          Verdict("bounce", "delivery status notification "
                  "(multipart/report; report-type=delivery-status)")),
@@ -117,7 +118,8 @@ def test_response_suppress_without_oof_flags_is_a_person():
 
 def test_a_vacation_like_subject_alone_is_not_enough():
     message = load("vacation_xautoreply.eml", (b"X-Autoreply: yes\r\nX-Mailer: vacation", b"X:"))
-    assert rules.vacation_subject(message, "erin@example.edu") is None
+    assert rules.subject_pattern(message, "erin@example.edu").weak
+    assert classify(message, "erin@example.edu", OURS) == ()
 
 
 def test_postmaster_sender_is_a_bounce():
@@ -171,7 +173,9 @@ def test_all_verdicts_are_returned_in_rule_order():
     verdicts = classify(message, "", OURS)
     assert [v.reason for v in verdicts] == [
         "Auto-Submitted: auto-replied",
+        "bounce subject (en): Undelivered Mail Returned to Sender",
         "delivery status notification (multipart/report; report-type=delivery-status)",
+        "carries a returned message (text/rfc822-headers)",
         "return path is empty (bounce)",
         "sender is MAILER-DAEMON",
     ]

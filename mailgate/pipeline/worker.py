@@ -195,7 +195,7 @@ class PipelineWorker:
         try:
             inbound = await self._parse(entry)
             step = "classify"
-            inbound = self._classify(inbound)
+            inbound = self._classify(inbound, entry.raw)
             step = "authenticate"
             inbound = self._authenticate(inbound)
             return inbound, self._acts_alone(inbound)
@@ -255,9 +255,9 @@ class PipelineWorker:
             message,
         )
 
-    def _classify(self, inbound: Inbound) -> Inbound:
-        runtime = self._deps.runtime
-        verdicts = classify(inbound.message, _return_path(inbound), runtime.routes.is_ours)
+    def _classify(self, inbound: Inbound, raw: bytes) -> Inbound:
+        routes = self._deps.runtime.routes
+        verdicts = classify(inbound.message, _return_path(inbound), routes.is_ours, raw=raw)
         return replace(inbound, verdicts=verdicts)
 
     def _authenticate(self, inbound: Inbound) -> Inbound:
