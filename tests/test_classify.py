@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.pipeline import classify as rules
+from mailgate.pipeline import system_senders
 from mailgate.pipeline.classify import Verdict, classify, is_automatic, own_loop
 from mailgate.pipeline.parse import parse
 
@@ -195,3 +196,55 @@ def test_unknown_return_path_is_not_a_bounce():
     message = load("customer_plain.eml")
     assert classify(message, None) == ()
     assert classify(message, "")[0].kind == "bounce"
+
+
+@pytest.mark.parametrize(
+    ("address", "system"),
+    [
+        ("MAILER-DAEMON", "MAILER-DAEMON"),
+        ("<MAILER-DAEMON@mx.example>", "MAILER-DAEMON"),
+        ("mailer_daemon@mx.example", "MAILER-DAEMON"),
+        ("Mail-Daemon@mx.example", "MAILER-DAEMON"),
+        ("Postmaster@mx.example", "postmaster"),
+        ("MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.example",
+         "Exchange's system mailbox"),
+        ("postmaster.kim@client.example", None),
+        ("daemon-tools@client.example", None),
+        ("kim@client.example", None),
+    ],
+)  # fmt: skip
+def test_mail_system_senders(address, system):
+    assert system_senders.mail_system(address) == system
+
+
+@pytest.mark.parametrize(
+    ("address", "robot", "no_reply"),
+    [
+        ("users-owner@lists.example.org", True, False),
+        ("users-bounces+kim=client.example@lists.example.org", True, False),
+        ("owner-users@lists.example.org", True, False),
+        ("LISTSERV@LISTS.EXAMPLE.EDU", True, False),
+        ("noreply@shop.example", False, True),
+        ("no-reply@shop.example", False, True),
+        ("do-not-reply@bank.example", False, True),
+        ("groups-noreply@googlegroups.example", False, True),
+        ("kim@client.example", False, False),
+        ("norene@client.example", False, False),
+        ("", False, False),
+    ],
+)
+def test_list_robots_and_no_reply_senders(address, robot, no_reply):
+    assert system_senders.list_robot(address) == robot
+    assert system_senders.takes_no_replies(address) == no_reply
+
+
+def test_one_hint_is_not_enough_two_are():
+    message = load("customer_plain.eml", (b"X-Mailer:", b"X-MS-Exchange-Inbox-Rules-Loop: k\r\nX:"))
+    assert classify(message, "kim@customer.example") == ()
+    forwarded = load("forwarded_rfc822.eml")
+    envelope = sender_of(forwarded)
+    assert classify(forwarded, envelope) == ()
+    both = load(
+        "forwarded_rfc822.eml", (b"Subject:", b"X-MS-Exchange-Inbox-Rules-Loop: k\r\nSubject:")
+    )
+    assert {v.weak for v in classify(both, envelope)} == {True}

@@ -100,6 +100,9 @@ ROWS: tuple[SubjectRow, ...] = (
       "Your message for list users has been forwarded to the moderator", True),
     _("en", L, r"the results of your email commands?" + END,
       "The results of your email commands", True),  # Mailman
+    _("en", L, r"rejected posting to \S+@\S+", "Rejected posting to USERS@LISTS.EXAMPLE.EDU",
+      True),  # LISTSERV
+    _("en", L, r"majordomo results\b", "Majordomo results: Re: your request", True),
     # --- Indonesian
     _("id", A, r"balasan otomatis\s*:", "Balasan otomatis: Pertanyaan tagihan", True),
     _("id", A, r"(jawaban|respons) otomatis\s*:", "Jawaban otomatis: Pesanan 4471", True),
@@ -130,7 +133,8 @@ ROWS: tuple[SubjectRow, ...] = (
       "Échec de la remise du message", False),
     # --- Spanish
     _("es", A, r"respuesta autom[áa]tica\s*:", "Respuesta automática: Su consulta", True),
-    _("es", A, r"(fuera de la oficina|ausente|de vacaciones)\b", "Fuera de la oficina", False),
+    _("es", A, r"(fuera de la oficina|ausente de la oficina|de vacaciones)\b",
+      "Fuera de la oficina", False),
     _("es", B, r"no se puede entregar\s*:", "No se puede entregar: Su consulta", False),
     _("es", B, r"notificaci[óo]n de estado de (la )?entrega \((error|fallo|retraso)\)",
       "Notificación de estado de entrega (Error)", True),
