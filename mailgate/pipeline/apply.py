@@ -22,6 +22,7 @@ from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
 from mailgate.outbox.ratelimit import ack_key
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.known import Known
+from mailgate.pipeline.system_senders import takes_no_replies
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
 
@@ -52,7 +53,8 @@ async def apply(
         _record_origin(session, ticket, decision, now)
     else:
         ticket = decision.ticket
-        _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
+        if not inbound.automatic:  # an out-of-office reply to "solved" leaves it solved
+            _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
     await _add_message(session, known, ticket, inbound, now)
     await _add_participants(session, known, runtime, ticket, inbound)
@@ -197,14 +199,21 @@ async def _outgoing(session, known: Known, runtime, composer, inbound, ticket, r
 
 
 async def _acknowledgement(session, known: Known, runtime, composer, ticket, route, parent, now):
-    email = ticket.customer_email
-    if await known.suppressed([email]):
-        reason = f"{email} is suppressed after a hard bounce"
-        audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
-        return None
-    if await known.take([(ack_key(email), runtime.settings.tickets.ack_limit)], now):
-        rate = runtime.settings.tickets.ack_rate_limit
-        reason = f"acknowledgement rate limit reached for {email} ({rate})"
+    reason = await _no_acknowledgement(known, runtime, ticket.customer_email, now)
+    if reason:
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return None
     return composer.acknowledgement(ticket, route, parent, ticket.customer_name)
+
+
+async def _no_acknowledgement(known: Known, runtime, email: str, now) -> str | None:
+    """Why ``email`` gets no acknowledgement now, if it gets none (the rate limit is
+    only counted against when the rest allows one)."""
+    if takes_no_replies(email):
+        return f"{email} takes no replies"
+    if await known.suppressed([email]):
+        return f"{email} is suppressed after a hard bounce"
+    if await known.take([(ack_key(email), runtime.settings.tickets.ack_limit)], now):
+        rate = runtime.settings.tickets.ack_rate_limit
+        return f"acknowledgement rate limit reached for {email} ({rate})"
+    return None

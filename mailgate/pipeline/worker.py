@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -195,7 +196,7 @@ class PipelineWorker:
         try:
             inbound = await self._parse(entry)
             step = "classify"
-            inbound = self._classify(inbound)
+            inbound = await self._classify(inbound, entry.raw)
             step = "authenticate"
             inbound = self._authenticate(inbound)
             return inbound, self._acts_alone(inbound)
@@ -255,9 +256,11 @@ class PipelineWorker:
             message,
         )
 
-    def _classify(self, inbound: Inbound) -> Inbound:
-        runtime = self._deps.runtime
-        verdicts = classify(inbound.message, _return_path(inbound), runtime.routes.is_ours)
+    async def _classify(self, inbound: Inbound, raw: bytes) -> Inbound:
+        """Large mail is classified in a thread: the bounce detectors may read it all."""
+        routes = self._deps.runtime.routes
+        run = partial(classify, inbound.message, _return_path(inbound), routes.is_ours, raw=raw)
+        verdicts = run() if len(raw) <= INLINE_PARSE_BYTES else await asyncio.to_thread(run)
         return replace(inbound, verdicts=verdicts)
 
     def _authenticate(self, inbound: Inbound) -> Inbound:
