@@ -27,7 +27,8 @@ from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
 from mailgate.health import node_rows, stuck_workers
 from mailgate.intake.imap import ImapIntake
-from mailgate.intake.smtp import SessionRegistry, start_listener
+from mailgate.intake.sessions import SessionRegistry
+from mailgate.intake.smtp import start_listener
 from mailgate.pipeline.journal import Journal
 from mailgate.pipeline.reprocess import reprocess as reprocess_entries
 from mailgate.pipeline.worker import PipelineWorker
@@ -107,9 +108,7 @@ class Daemon:
             )
             web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
-            registry = SessionRegistry(
-                settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
-            )
+            registry = SessionRegistry(settings.smtp)
             servers = await self._start_listeners(journal, registry)
             self.status.imap = self._imap_intakes(journal, node.id)
             self._install_signals()
