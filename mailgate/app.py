@@ -37,6 +37,7 @@ from mailgate.runtime import RuntimeConfig
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
+from mailgate.web.timeouts import server_options
 from mailgate.work import WORKER_GRACE_SECONDS, apply_config, heartbeat, pipeline_deps
 from mailgate.workers import Workers
 
@@ -162,9 +163,10 @@ class Daemon:
         return servers
 
     async def _start_web(self, context: WebContext) -> web.AppRunner:
-        runner = web.AppRunner(init_app(context), handle_signals=False)
+        config = self.runtime.settings.web
+        runner = web.AppRunner(init_app(context), handle_signals=False, **server_options(config))
         await runner.setup()
-        address = self.runtime.settings.web.listen
+        address = config.listen
         if address:
             host, port = parse_listen(address)
             await _guard(f"web on {address}", web.TCPSite(runner, host, port).start())

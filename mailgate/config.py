@@ -105,6 +105,10 @@ class Web(_Section):
     secret_key: str = ""
     secret_key_file: str = ""
     session_hours: float = Field(12.0, gt=0)  # a web sign-in lasts this long
+    # A request head must be complete this long after connecting or the last response;
+    # a request body this long after its head.
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(60.0, gt=0)
     # Sign-in attempts (passwords and login links) per address and per client IP.
     login_rate_limit: str = Field("10/15m", pattern=r"^\d+/\d+[smhd]$")
     login_ip_rate_limit: str = Field("30/15m", pattern=r"^\d+/\d+[smhd]$")

@@ -84,6 +84,7 @@ def test_bad_value_in_a_route():
             "cfg.toml:2: smtp.uncapped_clients: Value error, 'mta.example.test' does not "
             "appear to be an IPv4 or IPv6 network",
         ),
+        ("[web]\nheader_timeout_seconds = 0\n", "cfg.toml:2: web.header_timeout_seconds:"),
         ("[smtp]\nmax_recipients = 0\n", "cfg.toml:2: smtp.max_recipients:"),
     ],
 )
