@@ -76,11 +76,12 @@ class SessionRegistry:
         refusal = self._refusal(client)
         if refusal:
             return refusal
+        was_busy = self.busy()
         self.sessions.add(protocol)
         if client:
             self.per_address[client.address] += 1
             self.per_network[client.network] += 1
-        if self.busy():
+        if self.busy() and not was_busy:
             for session in self.sessions:  # idle ones now get the shorter timeout
                 session.watch_idle()
         return None
@@ -181,6 +182,8 @@ class AdmittedSession:
         self._timeout_handle = self.loop.call_at(due, self._timeout_cb)
 
     def _timeout_cb(self) -> None:
+        if self.transport is None:  # closed; the registry has yet to hear of it
+            return
         if self.envelope.content is not None:  # a message is in and being stored
             self._heard = self.loop.time()
         if self.loop.time() < self._heard + self.registry.idle_seconds():
