@@ -71,6 +71,29 @@ def test_bad_value_in_a_route():
     assert "cfg.toml:3: routes[0].locale:" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[smtp]\nmax_sessions_per_client = 60\n",
+            "cfg.toml:1: smtp.max_sessions_per_network: Value error, must be at least "
+            "max_sessions_per_client (60)",
+        ),
+        (
+            '[smtp]\nuncapped_clients = ["127.0.0.1", "mta.example.test"]\n',
+            "cfg.toml:2: smtp.uncapped_clients: Value error, 'mta.example.test' does not "
+            "appear to be an IPv4 or IPv6 network",
+        ),
+        ("[web]\nheader_timeout_seconds = 0\n", "cfg.toml:2: web.header_timeout_seconds:"),
+        ("[smtp]\nmax_recipients = 0\n", "cfg.toml:2: smtp.max_recipients:"),
+    ],
+)
+def test_connection_limits_are_checked(text, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert str(error.value).startswith(expected)
+
+
 def test_toml_syntax_error_has_line():
     with pytest.raises(ConfigError) as error:
         parse_config('[smtp]\nhostname = "unterminated\n', "cfg.toml")
