@@ -52,8 +52,8 @@ class Smtp(_Section):
     tls_key_file: str = ""
     max_sessions: int = Field(200, gt=0)
     max_sessions_per_client: int = Field(20, gt=0)
-    # Per /24 (IPv4) or /64 (IPv6); checked against max_sessions_per_client.
-    max_sessions_per_network: int = Field(50, gt=0, validate_default=True)
+    # Per /24 (IPv4) or /64 (IPv6); unset: 50, or max_sessions_per_client if larger.
+    max_sessions_per_network: int = Field(None, gt=0, validate_default=True)
     uncapped_clients: list[str] = []  # an MTA in front: counts only toward max_sessions
     idle_timeout_seconds: float = Field(300.0, gt=0)
     busy_idle_timeout_seconds: float = Field(30.0, gt=0)  # over 3/4 of max_sessions taken
@@ -66,6 +66,12 @@ class Smtp(_Section):
         for value in values:
             parse_listen(value)
         return values
+
+    @field_validator("max_sessions_per_network", mode="before")
+    @classmethod
+    def _network_default(cls, value: object, info: ValidationInfo) -> object:
+        """An older config that raised the per-client cap past 50 still loads."""
+        return max(50, info.data.get("max_sessions_per_client", 0)) if value is None else value
 
     @field_validator("max_sessions_per_network")
     @classmethod

@@ -75,8 +75,8 @@ def test_bad_value_in_a_route():
     ("text", "expected"),
     [
         (
-            "[smtp]\nmax_sessions_per_client = 60\n",
-            "cfg.toml:1: smtp.max_sessions_per_network: Value error, must be at least "
+            "[smtp]\nmax_sessions_per_client = 60\nmax_sessions_per_network = 40\n",
+            "cfg.toml:3: smtp.max_sessions_per_network: Value error, must be at least "
             "max_sessions_per_client (60)",
         ),
         (
@@ -92,6 +92,12 @@ def test_connection_limits_are_checked(text, expected):
     with pytest.raises(ConfigError) as error:
         parse_config(text, "cfg.toml")
     assert str(error.value).startswith(expected)
+
+
+def test_an_older_config_with_a_raised_client_cap_still_loads():
+    settings = parse_config("[smtp]\nmax_sessions_per_client = 60\n", "cfg.toml")
+    assert settings.smtp.max_sessions_per_network == 60
+    assert parse_config("", "cfg.toml").smtp.max_sessions_per_network == 50
 
 
 def test_toml_syntax_error_has_line():
