@@ -52,7 +52,8 @@ async def apply(
         _record_origin(session, ticket, decision, now)
     else:
         ticket = decision.ticket
-        _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
+        if not inbound.is_spam:
+            _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
     await _add_message(session, known, ticket, inbound, now)
     await _add_participants(session, known, runtime, ticket, inbound)
@@ -75,6 +76,7 @@ async def _open_ticket(session, known: Known, runtime, inbound, route, assignee,
         route_address=route.address.lower(),
         created_at=now,
         updated_at=now,
+        spam=inbound.is_spam,
     )
     session.add(ticket)
     for tag in dict.fromkeys(route.tags):
@@ -83,6 +85,8 @@ async def _open_ticket(session, known: Known, runtime, inbound, route, assignee,
     add_row(session, Participant, ticket=ticket, email=email, name=name, role="customer")
     known.opened(ticket)
     audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
+    if inbound.is_spam:
+        audit(session, ticket, "mailgate", "held_as_spam", now, verdict=inbound.spam.summary)
     return ticket
 
 
@@ -139,6 +143,8 @@ async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, 
         quoted_text=parsed.quoted_text,
         html=parsed.html,
         flag=inbound.flag,
+        spam_check=inbound.spam.result if inbound.spam else None,
+        spam_verdict=inbound.spam.stored() if inbound.spam else None,
     )
     message = add_row(session, Message, **values)
     for a in parsed.attachments:
@@ -166,8 +172,9 @@ async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbo
 
 
 async def _outgoing(session, known: Known, runtime, composer, inbound, ticket, route, created):
-    """Acknowledge a new ticket; tell the responsible agents (within their limits)."""
-    if inbound.automatic:
+    """Acknowledge a new ticket; tell the responsible agents (within their limits).
+    Nothing for automatic mail, spam, or mail on a ticket held back as spam."""
+    if inbound.automatic or inbound.is_spam or ticket.spam:
         return []
     now = ticket.updated_at
     parent = InReplyTo(inbound.message.message_id, inbound.message.references)
