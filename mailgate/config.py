@@ -236,6 +236,13 @@ class Auth(_Section):
     trusted_authserv_ids: list[str] = []
 
 
+class Spam(_Section):
+    # rspamd's normal worker (its HTTP checkv2 API), e.g. "http://127.0.0.1:11333";
+    # "" asks no spam engine.
+    rspamd_url: str = Field("", pattern=r"^(https?://[^\s/?#]+/?)?$")
+    timeout_seconds: float = Field(5.0, gt=0, le=60)  # per message; then it goes on unscored
+
+
 class Log(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -263,6 +270,7 @@ class Settings(_Section):
     agents: list[Agent] = []
     imap: list[Imap] = []
     auth: Auth = Auth()
+    spam: Spam = Spam()
     templates: Templates = Templates()
     log: Log = Log()
     health: Health = Health()

@@ -100,6 +100,26 @@ def test_an_older_config_with_a_raised_client_cap_still_loads():
     assert parse_config("", "cfg.toml").smtp.max_sessions_per_network == 50
 
 
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('rspamd_url = "127.0.0.1:11333"', "spam.rspamd_url"),
+        ('rspamd_url = "http://127.0.0.1:11333/checkv2"', "spam.rspamd_url"),
+        ("timeout_seconds = 0", "spam.timeout_seconds"),
+    ],
+)
+def test_bad_spam_settings_name_key_and_line(line, key):
+    with pytest.raises(ConfigError) as error:
+        parse_config(f"[spam]\n{line}\n", "cfg.toml")
+    assert f"cfg.toml:2: {key}:" in str(error.value)
+
+
+def test_spam_check_is_off_unless_a_url_is_given():
+    assert parse_config("", "cfg.toml").spam.rspamd_url == ""
+    spam = parse_config('[spam]\nrspamd_url = "http://127.0.0.1:11333"\n', "cfg.toml").spam
+    assert (spam.rspamd_url, spam.timeout_seconds) == ("http://127.0.0.1:11333", 5.0)
+
+
 def test_toml_syntax_error_has_line():
     with pytest.raises(ConfigError) as error:
         parse_config('[smtp]\nhostname = "unterminated\n', "cfg.toml")

@@ -53,7 +53,7 @@ async def apply(
         _record_origin(session, ticket, decision, now)
     else:
         ticket = decision.ticket
-        if not inbound.automatic:  # an out-of-office reply to "solved" leaves it solved
+        if not (inbound.automatic or inbound.is_spam):  # an out-of-office reply leaves it solved
             _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
     await _add_message(session, known, ticket, inbound, now)
@@ -77,6 +77,7 @@ async def _open_ticket(session, known: Known, runtime, inbound, route, assignee,
         route_address=route.address.lower(),
         created_at=now,
         updated_at=now,
+        spam=inbound.is_spam,
     )
     session.add(ticket)
     for tag in dict.fromkeys(route.tags):
@@ -85,6 +86,8 @@ async def _open_ticket(session, known: Known, runtime, inbound, route, assignee,
     add_row(session, Participant, ticket=ticket, email=email, name=name, role="customer")
     known.opened(ticket)
     audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
+    if inbound.is_spam:
+        audit(session, ticket, "mailgate", "held_as_spam", now, verdict=inbound.spam.summary)
     return ticket
 
 
@@ -141,6 +144,8 @@ async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, 
         quoted_text=parsed.quoted_text,
         html=parsed.html,
         flag=inbound.flag,
+        spam_check=inbound.spam.result if inbound.spam else None,
+        spam_verdict=inbound.spam.stored() if inbound.spam else None,
     )
     message = add_row(session, Message, **values)
     for a in parsed.attachments:
@@ -168,8 +173,9 @@ async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbo
 
 
 async def _outgoing(session, known: Known, runtime, composer, inbound, ticket, route, created):
-    """Acknowledge a new ticket; tell the responsible agents (within their limits)."""
-    if inbound.automatic:
+    """Acknowledge a new ticket; tell the responsible agents (within their limits).
+    Nothing for automatic mail, spam, or mail on a ticket held back as spam."""
+    if inbound.automatic or inbound.is_spam or ticket.spam:
         return []
     now = ticket.updated_at
     parent = InReplyTo(inbound.message.message_id, inbound.message.references)
