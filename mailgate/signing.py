@@ -22,10 +22,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailgate.addresses import BOUNCE_LOCAL, detail_of
+from mailgate.numbers import whole_number
 
 MAC_CHARS = 16
 MAC_BYTES = MAC_CHARS * 5 // 8  # base32 spends 8 characters on 5 bytes
 NOTE_MARK = ".note"
+
+
+def _utf8(text: str) -> bytes:
+    """Any text as bytes, lone surrogates included (a request may carry them)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of a secret sent by a client (any text) and ours.
+
+    ``hmac.compare_digest`` refuses non-ASCII str; compared as bytes, text that is
+    not ours is simply different."""
+    return hmac.compare_digest(_utf8(given), _utf8(expected))
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,7 @@ class Signer:
         self._secret = secret
 
     def _mac(self, *parts: str) -> str:
-        message = "\0".join(parts).encode()
+        message = _utf8("\0".join(parts))
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.b32encode(digest[:MAC_BYTES]).decode().lower()
 
@@ -49,7 +63,7 @@ class Signer:
         return self._mac(purpose, value)
 
     def verify(self, purpose: str, value: str, mac: str) -> bool:
-        return hmac.compare_digest(self._mac(purpose, value), mac.lower())
+        return same_text(mac.lower(), self._mac(purpose, value))
 
     def reply_address(self, route_address: str, code: str, agent: str | None = None) -> str:
         """``support+<code>.<mac>@domain``: threads to ``code`` (as ``agent``, if given)."""
@@ -74,7 +88,7 @@ class Signer:
         purpose = "note" if note else "reply"
         for agent in (*agents,) if note else (None, *agents):
             expected = self._mac(purpose, code, (agent or "").lower())
-            if hmac.compare_digest(expected, mac):
+            if same_text(mac, expected):
                 return SignedReply(code, agent, note)
         return None
 
@@ -94,9 +108,9 @@ class Signer:
         if not detail.startswith(prefix):
             return None
         outbox_id, _, mac = detail.removeprefix(prefix).partition(".")
-        if not outbox_id.isdigit() or len(mac) != MAC_CHARS:
+        if whole_number(outbox_id) is None or len(mac) != MAC_CHARS:
             return None
-        if not hmac.compare_digest(self._mac("bounce", outbox_id), mac):
+        if not same_text(mac, self._mac("bounce", outbox_id)):
             return None
         return int(outbox_id)
 
@@ -104,4 +118,4 @@ class Signer:
         return self._mac("portal", code.upper())
 
     def check_portal_token(self, code: str, token: str) -> bool:
-        return hmac.compare_digest(self.portal_token(code), token.lower())
+        return same_text(token.lower(), self.portal_token(code))

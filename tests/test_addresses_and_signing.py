@@ -99,3 +99,15 @@ def test_signed_values_stay_what_mail_already_sent_carries():
     bounce = signer.bounce_address("support@example.test", 42)
     assert bounce == "support+bounce-42.25wt732bagzfkgc6@example.test"
     assert signer.read_bounce_address(bounce) == 42
+
+
+def test_non_ascii_macs_and_tokens_are_simply_wrong():
+    signer = Signer(b"k" * 32)
+    code = "TCK-20250725-7PXA"
+    assert not signer.check_portal_token(code, "é" * 16)
+    assert not signer.verify("session", "tökén", "ñ" * 16)
+    assert not signer.verify("csrf", "seed\udcff", "x")
+    forged = f"support+{code.lower()}.{'é' * 16}@example.test"
+    assert signer.read_reply_address(forged, ["alice@example.test"]) is None
+    assert signer.read_bounce_address("support+bounce-²." + "a" * 16 + "@example.test") is None
+    assert signer.read_bounce_address("support+bounce-7.ééééééééééééééé@example.test") is None

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.db.models import OutboxItem
+from mailgate.actions.values import MAX_TAGS
+from mailgate.db.models import AuditEvent, OutboxItem
 from tests.support import api_get, daemon_running, wait_until
 from tests.test_pipeline import mail, send, sent_to, settled, ticket
 
@@ -216,3 +217,19 @@ async def test_cc_participant_gets_the_reply_and_may_answer(desk):
     told = await desk.mail_to(ALICE, 2)
     assert "X-1000" in told[-1].message.get_content()
     assert len(await ticket_list(desk)) == 1
+
+
+async def test_tags_past_the_cap_are_left_out_and_the_mail_still_applies(desk, engine):
+    fifty = [f"t{n:02}" for n in range(1, MAX_TAGS + 1)]
+    await desk.agent_mail("\n".join(f"#tag {tag}" for tag in fifty))
+    assert (await desk.ticket())["tags"] == fifty
+    await desk.agent_mail("#tag extra\n#tag t01\n#status pending\n\nSwitch it off, please.")
+    shown = await desk.ticket()
+    assert shown["tags"] == fifty and shown["status"] == "Pending"
+    [relay] = (await desk.mail_to(CAROL, 2))[1:]
+    assert "Switch it off" in relay.message.get_body(("plain",)).get_content()
+    async with AsyncSession(engine) as session:
+        [dropped] = await session.scalars(
+            select(AuditEvent.data).where(AuditEvent.action == "tags_dropped")
+        )
+    assert dropped["tags"] == "extra" and f"at most {MAX_TAGS}" in dropped["reason"]

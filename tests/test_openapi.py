@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
+from mailgate.actions.values import TAG_PATTERN
 from mailgate.config import LoadedConfig, parse_config
 from mailgate.db.session import create_engine
 from mailgate.runtime import RuntimeConfig
@@ -14,9 +15,29 @@ from mailgate.web.openapi import document
 from mailgate.work import pipeline_deps
 from tests.support import MailgateProcess, api_call
 
+SETTINGS = parse_config(
+    '[web]\nsecret_key = "k"\n[[agents]]\nemail = "Alice@Example.test"\nname = "Alice"\n', "test"
+)
+
 
 def test_the_document_is_valid_openapi():
     validate(document())
+    validate(document(SETTINGS))
+
+
+def test_the_document_states_the_rules_the_server_enforces():
+    schemas = document(SETTINGS)["components"]["schemas"]
+    change, new = schemas["TicketChange"]["properties"], schemas["NewMessage"]["properties"]
+    assert change["status"]["enum"] == [s.name for s in SETTINGS.tickets.statuses]
+    assert change["assignee"]["anyOf"] == [
+        {"enum": ["alice@example.test"], "description": "a configured agent (any case)"},
+        {"type": "null"},
+    ]
+    assert change["tags"]["maxItems"] == 50 and change["tags"]["items"]["pattern"] == TAG_PATTERN
+    assert new["agent"]["enum"] == ["alice@example.test"] and new["text"]["minLength"] == 1
+    parameters = document()["paths"]["/api/v1/tickets"]["get"]["parameters"]
+    [cursor] = [p["schema"] for p in parameters if p["name"] == "cursor"]
+    assert cursor == {"type": "string", "pattern": "^[0-9a-f]{1,15}$"}
 
 
 async def test_every_api_route_is_documented(tmp_path):
@@ -48,4 +69,4 @@ async def test_the_document_is_served_without_a_token(setup):
         status, served = await api_call(setup, "/api/v1/openapi.json", token=None)
     finally:
         await process.stop()
-    assert status == 200 and served == document()
+    assert status == 200 and served == document(parse_config(setup.render(), "test"))

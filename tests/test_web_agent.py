@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from mailgate.db.models import AuditEvent, Message, Ticket
+from mailgate.db.models import AuditEvent, Message, Ticket, TicketTag
 from mailgate.db.session import sessions
 from tests.support import MailgateProcess
 from tests.test_pipeline import mail, send, settled
@@ -305,3 +305,24 @@ async def test_a_forged_agent_mail_is_flagged_on_the_ticket_page(daemon, engine,
     root = await signed_in("root")
     _, page, _ = await root.get(f"/tickets/{code}")
     assert 'class="small flagged" role="note">Flagged: From: names agent' in page
+
+
+async def test_tags_are_capped_in_number_and_length(daemon, engine, signed_in):
+    [code] = await deliver(daemon, engine, (mail("Many labels"), "support@example.test"))
+    alice = await signed_in("alice")
+    page = f"/tickets/{code}"
+    forty_nine = " ".join(f"t{n:02}" for n in range(49))
+    status, _, _ = await alice.post(f"{page}/update", {"add_tags": forty_nine}, csrf_from=page)
+    assert status == 303
+    status, body, _ = await alice.post(f"{page}/update", {"add_tags": "one two"}, page)
+    assert status == 422 and "at most 50 tags" in body
+    status, body, _ = await alice.post(f"{page}/update", {"add_tags": "x" * 65}, page)
+    assert status == 422 and "up to 64 characters" in body
+    status, _, _ = await alice.post(f"{page}/update", {"add_tags": "fifty"}, csrf_from=page)
+    assert status == 303
+    async with sessions(engine)() as session:
+        ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
+        count = len(
+            list(await session.scalars(select(TicketTag).where(TicketTag.ticket_id == ticket.id)))
+        )
+    assert count == 50

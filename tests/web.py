@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 
 import aiohttp
 
@@ -75,3 +76,21 @@ TICKET_LINK = re.compile(r'href="/tickets/([A-Z]+-\d{8}-[A-Z0-9]{4})"')
 def codes_on(page: str) -> list[str]:
     """The ticket codes an inbox page lists, in order."""
     return list(dict.fromkeys(TICKET_LINK.findall(page)))
+
+
+def raw_request(
+    port: int, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b""
+) -> tuple[int, bytes]:
+    """One request written byte for byte (header values as UTF-8, nothing checked or
+    escaped by a client library); the status and the whole answer."""
+    head = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in headers]
+    head.append(f"Content-Length: {len(body)}")
+    wire = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogatepass") + body
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(wire)
+        answer = bytearray()
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, bytes(answer)

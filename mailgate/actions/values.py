@@ -6,6 +6,7 @@ names the field and says, in words an agent reads in a mail, what is wrong.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,7 +18,16 @@ from mailgate.db.models import Ticket, TicketTag
 from mailgate.runtime import RuntimeConfig
 
 PRIORITIES = ("low", "normal", "high", "urgent")
-MAX_TAG = 64
+MAX_TAG = 64  # characters in a tag
+MAX_TAGS = 50  # tags on a ticket
+# White space as ``str.strip`` and ``str.isspace`` mean it, spelled out: ``\s`` means
+# other things to other regex engines (a JSON Schema validator, schemathesis).
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# One word of printable text, surrounding white space trimmed. The OpenAPI document
+# states this very pattern; lone surrogates (only JSON can spell them) are refused
+# besides, as no regex engine of a JSON Schema validator can name them.
+TAG_PATTERN = rf"^[{SPACE}]*[^{SPACE}\x00-\x1f\x7f]{{1,{MAX_TAG}}}[{SPACE}]*$"
+_TAG = re.compile(TAG_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ def checked(runtime, current, status, priority, assignee, add_tags, remove_tags)
     missing = [tag for tag in untags if tag not in current]
     if missing:
         raise ActionError("tags", f"the ticket has no tag {', '.join(missing)}")
+    if len((current | set(tags)) - set(untags)) > max(MAX_TAGS, len(current)):
+        raise ActionError("tags", f"a ticket has at most {MAX_TAGS} tags")
     if priority is not None and priority.lower() not in PRIORITIES:
         raise ActionError(
             "priority", f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}"
@@ -97,8 +109,24 @@ def resolve_agent(runtime: RuntimeConfig, value: str) -> str:
     raise ActionError("assignee", f"{why} matches {value!r}")
 
 
+def storable(text: str) -> bool:
+    """Whether a text column can hold ``text``: no NUL (PostgreSQL refuses it) and no
+    lone surrogate (UTF-8 cannot encode one)."""
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
+
+
 def _tag(value: str) -> str:
-    tag = value.strip()
-    if not tag or len(tag) > MAX_TAG or any(char.isspace() for char in tag):
+    if not _TAG.search(value) or not storable(value):
         raise ActionError("tags", f"{value!r} is not a tag (one word, up to {MAX_TAG} characters)")
-    return tag
+    return value.strip()
+
+
+def tags_within_cap(current: set[str], add: Iterable[str], remove: Iterable[str]) -> list[str]:
+    """The tags of ``add`` that fit under MAX_TAGS after ``remove``, in order."""
+    kept = set(current) - {tag.strip() for tag in remove}
+    fitting = []
+    for tag in add:
+        if tag.strip() in kept or len(kept) < MAX_TAGS:
+            kept.add(tag.strip())
+            fitting.append(tag)
+    return fitting

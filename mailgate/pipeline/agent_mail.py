@@ -4,7 +4,8 @@ The commands at the top are checked first, every one of them: if any is not
 understood, the agent gets a short mail saying which, and nothing else happens
 (nothing relayed, nothing changed). Otherwise the text goes to the customer (or,
 with ``#note`` or to a note address, to the other agents), then the commands apply,
-all through the ticket actions, in the worker's transaction.
+all through the ticket actions, in the worker's transaction. ``#tag`` lines past the
+cap of tags on a ticket are left out, and the ticket's history says which.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mailgate.actions import (
 )
 from mailgate.actions.base import route_of
 from mailgate.actions.notify import notify_agents
+from mailgate.actions.values import MAX_TAGS, current_tags, tags_within_cap
 from mailgate.db.models import Message, Ticket
 from mailgate.db.records import audit
 from mailgate.outbox.compose import InReplyTo
@@ -47,13 +49,29 @@ async def apply_agent_mail(
     agent = inbound.agent or ""
     note = inbound.sender_check.note
     parsed = parse_commands(inbound.message.text)
-    problems = [*parsed.problems, *await _value_problems(session, ctx, ticket, agent, parsed)]
+    commands = await _within_tag_cap(session, ticket, agent, parsed.commands)
+    problems = [*parsed.problems, *await _value_problems(session, ctx, ticket, agent, commands)]
     if problems:
         await _refuse(session, ctx, inbound, ticket, agent, problems)
         return AgentMailDone(ticket, None, "refused")
     message, outcome = await _post(session, ctx, inbound, ticket, parsed, note or parsed.note)
-    await update_ticket(session, ctx, ticket, agent, **_changes(parsed.commands, agent))
+    await update_ticket(session, ctx, ticket, agent, **_changes(commands, agent))
     return AgentMailDone(ticket, message, outcome)
+
+
+async def _within_tag_cap(session, ticket: Ticket, agent: str, commands: tuple[Command, ...]):
+    """``commands`` without the ``#tag`` lines that would pass MAX_TAGS; those are
+    noted on the ticket rather than failing the whole mail."""
+    adds = [c.value for c in commands if c.name == "tag"]
+    removes = [c.value for c in commands if c.name == "untag"]
+    fitting = tags_within_cap(await current_tags(session, ticket), adds, removes)
+    dropped = [tag for tag in adds if tag not in fitting]
+    if not dropped:
+        return commands
+    reason = f"a ticket has at most {MAX_TAGS} tags"
+    now = datetime.now(UTC)
+    audit(session, ticket, agent, "tags_dropped", now, tags=", ".join(dropped), reason=reason)
+    return tuple(c for c in commands if c.name != "tag" or c.value in fitting)
 
 
 async def _post(session, ctx, inbound: Inbound, ticket, parsed: Commands, note: bool):
@@ -92,10 +110,12 @@ def _changes(commands: tuple[Command, ...], agent: str) -> dict:
     return changes
 
 
-async def _value_problems(session, ctx, ticket, agent: str, parsed: Commands) -> list[str]:
+async def _value_problems(
+    session, ctx, ticket, agent: str, commands: tuple[Command, ...]
+) -> list[str]:
     """Each command's value checked on its own, so the agent hears of every bad one."""
     problems = []
-    for command in parsed.commands:
+    for command in commands:
         try:
             await check_update(session, ctx, ticket, **_changes((command,), agent))
         except ActionError as error:

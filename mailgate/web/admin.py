@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import JournalEntry, OutboxItem
+from mailgate.numbers import whole_number
 from mailgate.web.auth import require_admin
 from mailgate.web.keys import CONTEXT
 from mailgate.web.ticket_page import download
@@ -59,8 +60,9 @@ async def reprocess(request: web.Request) -> web.Response:
 
 async def outbox(request: web.Request) -> web.Response:
     query = select(OutboxItem).where(OutboxItem.state.in_(SHOWN_STATES))
-    if request.query.get("before", "").isdigit():
-        query = query.where(OutboxItem.id < int(request.query["before"]))
+    before = whole_number(request.query.get("before", ""))
+    if before is not None:
+        query = query.where(OutboxItem.id < before)
     async with AsyncSession(request.app[CONTEXT].engine) as session:
         items = list(await session.scalars(query.order_by(OutboxItem.id.desc()).limit(PAGE_SIZE)))
     rows = [(item, _headers(item.raw)) for item in items]

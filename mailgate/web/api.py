@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import logging
+import re
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -13,6 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Attachment, Message, Ticket, TicketTag
+from mailgate.numbers import whole_number
+from mailgate.signing import same_text
 from mailgate.web.keys import ENGINE, RUNTIME
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/api/v1/openapi.json",)  # readable without a token
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+CURSOR_PATTERN = re.compile(r"[0-9a-f]{1,15}")  # 15 hex digits stay below ID_MAX
 
 
 class ApiError(Exception):
@@ -49,7 +50,10 @@ async def api_errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        if "Allow" in exc.headers:  # a 405 names the methods that work
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("API error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error, see the server log")
@@ -60,14 +64,14 @@ def _authenticate(request: web.Request) -> None:
     tokens = request.app[RUNTIME].settings.api.tokens
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "a bearer token is required")
-    if not any(hmac.compare_digest(token.strip(), known) for known in tokens):
+    if not any(same_text(token.strip(), known) for known in tokens):
         raise ApiError(401, "unauthorized", "unknown bearer token")
 
 
 async def list_tickets(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     query = _filtered(select(Ticket), request.query).order_by(Ticket.id.desc()).limit(limit + 1)
-    if request.query.get("cursor"):
+    if "cursor" in request.query:
         query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
     async with AsyncSession(request.app[ENGINE]) as session:
         tickets = list(await session.scalars(query))
@@ -119,24 +123,21 @@ def _flag(params, name: str) -> bool:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = whole_number(raw, MAX_LIMIT)
+    if not limit:
         raise ApiError(400, "bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return limit
 
 
 def _encode_cursor(ticket_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{ticket_id}".encode()).decode().rstrip("=")
+    """Opaque to clients; any string of CURSOR_PATTERN is a position in the list."""
+    return f"{ticket_id:x}"
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = text.partition(":")
-        if prefix == "id" and value.isdigit():
-            return int(value)
-    except (binascii.Error, UnicodeDecodeError):
-        pass
-    raise ApiError(400, "bad_request", "cursor is not one this API handed out")
+    if not CURSOR_PATTERN.fullmatch(cursor):
+        raise ApiError(400, "bad_request", "cursor is not one this API handed out")
+    return int(cursor, 16)
 
 
 async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[dict]:

@@ -10,14 +10,15 @@ wrong value a 422, a merged ticket a 409 (naming the ticket it joined).
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate import actions
+from mailgate.actions.values import MAX_TAGS, SPACE, storable
 from mailgate.db.models import Ticket, TicketTag
 from mailgate.db.session import sessions
 from mailgate.web.api import ApiError, message_shapes, ticket_shapes
@@ -26,21 +27,42 @@ from mailgate.web.keys import CONTEXT
 API_ACTOR = "api"  # who the audit events of a PATCH name
 
 
+def _storable(text: str) -> str:
+    if not storable(text):
+        raise ValueError("NUL characters and lone surrogates cannot be stored")
+    return text
+
+
+def _said(text: str) -> str:
+    """Something besides white space: what ``MESSAGE_TEXT`` states."""
+    if not text.strip():
+        raise ValueError("the message is empty")
+    return text
+
+
+# A message's text as the OpenAPI document states it (lone surrogates are refused too).
+MESSAGE_TEXT = rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"
+Text = Annotated[StrictStr, AfterValidator(_storable)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class NewMessage(_Body):
     kind: Literal["agent", "note"]
-    text: StrictStr = Field(min_length=1)
-    agent: StrictStr = Field(min_length=1)
+    text: Annotated[Text, AfterValidator(_said)]
+    agent: Text = Field(min_length=1)
 
 
 class TicketChange(_Body):
-    status: StrictStr | None = None
-    priority: StrictStr | None = None
-    assignee: StrictStr | None = None  # null: nobody
-    tags: list[StrictStr] | None = None  # the whole new set
+    """Absent keys stay as they are; only ``assignee`` may be null (nobody). Values
+    are checked by the actions (a configured status, an agent, a tag's form)."""
+
+    status: Text = None  # type: ignore[assignment]  # absent: unchanged; null refused
+    priority: Text = None  # type: ignore[assignment]
+    assignee: Text | None = None
+    tags: list[StrictStr] = Field(None, max_length=MAX_TAGS)  # the whole new set
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -104,6 +126,8 @@ async def _body(request: web.Request, model: type[_Body]) -> _Body:
         data = json.loads(await request.read())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "bad_request", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad_request", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")
     try:

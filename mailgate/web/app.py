@@ -27,6 +27,7 @@ from mailgate.web import (
     ticket_page,
 )
 from mailgate.web.auth import auth
+from mailgate.web.badinput import error_pages, refuse_nul
 from mailgate.web.context import WebContext, own_problems
 from mailgate.web.keys import CONTEXT, ENGINE, PASSWORDS, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
@@ -56,7 +57,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 def init_app(context: WebContext) -> web.Application:
     app = web.Application(
-        middlewares=[security_headers, api.api_errors, body_deadline, auth],
+        middlewares=[
+            security_headers,
+            error_pages,
+            api.api_errors,
+            body_deadline,
+            refuse_nul,
+            auth,
+        ],
         # Replies and notes carry attachments, up to what a mail may carry.
         client_max_size=context.runtime.settings.smtp.max_message_bytes,
     )

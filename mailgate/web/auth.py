@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Ticket
 from mailgate.runtime import RuntimeConfig
+from mailgate.web.badinput import posted_form
 from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
 from mailgate.web.sessions import session_email
 
@@ -151,7 +152,7 @@ async def auth(request: web.Request, handler):
         return await handler(request)
     request[AGENT] = await _load_agent(request)
     if request.method not in SAFE_METHODS:
-        check_csrf(request, await request.post())
+        check_csrf(request, await posted_form(request))
     response = await handler(request)
     if NEW_SEED in request:
         set_cookie(request, response, SEED_COOKIE, request[NEW_SEED])

@@ -28,6 +28,7 @@ _PHRASES = {
     "solved_mail_skipped": "sent no solved mail: {reason}",
     "held_as_spam": "held the ticket back as spam ({verdict})",
     "not_spam": "released the ticket: not spam",
+    "tags_dropped": "left out the tags {tags}: {reason}",
 }
 
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from aiohttp import BodyPartReader, web
 
 from mailgate.intake.webform import Upload
+from mailgate.numbers import whole_number
 from mailgate.signing import Signer
+from mailgate.web.badinput import FORM_UNREADABLE, UNREADABLE, bad_request, posted_form
 
 MAX_FIELD_BYTES = 1 << 20
 CHUNK = 64 << 10
@@ -36,8 +38,15 @@ async def read_form(request: web.Request, limit: int) -> Submitted:
     """Read text fields and files; past ``limit`` bytes the files are dropped and
     ``too_large`` is set, and past four times the limit the request is refused (413)."""
     if request.content_type != "multipart/form-data":
-        posted = await request.post()
+        posted = await posted_form(request)
         return Submitted({k: v for k, v in posted.items() if isinstance(v, str)})
+    try:
+        return await _read_multipart(request, limit)
+    except UNREADABLE:
+        raise bad_request(FORM_UNREADABLE) from None
+
+
+async def _read_multipart(request: web.Request, limit: int) -> Submitted:
     form, total = Submitted(), 0
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
@@ -72,6 +81,7 @@ def timed_token(signer: Signer, purpose: str) -> str:
 
 def check_timed_token(signer: Signer, purpose: str, token: str) -> bool:
     issued, _, mac = token.partition(".")
-    if not issued.isdigit() or not 0 <= time.time() - int(issued) <= TOKEN_SECONDS:
+    when = whole_number(issued)
+    if when is None or not 0 <= time.time() - when <= TOKEN_SECONDS:
         return False
     return signer.verify(purpose, issued, mac)

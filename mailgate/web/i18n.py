@@ -25,6 +25,8 @@ _EN = {
     "not_found_title": "Not found",
     "not_found": "There is no such page. If you followed a link from one of our mails, "
     "please copy the whole link into the address bar.",
+    "bad_request_title": "Bad request",
+    "bad_request": "This request could not be understood. Please go back and try again.",
     "new_title": "Contact support",
     "new_intro": "Tell us what you need. You will get a confirmation by mail with a ticket "
     "code, and our answer by mail too.",
@@ -75,6 +77,8 @@ _ID = {
     "not_found_title": "Tidak ditemukan",
     "not_found": "Halaman ini tidak ada. Jika Anda membuka tautan dari email kami, "
     "salin seluruh tautan ke bilah alamat.",
+    "bad_request_title": "Permintaan tidak valid",
+    "bad_request": "Permintaan ini tidak dapat dipahami. Silakan kembali dan coba lagi.",
     "new_title": "Hubungi dukungan",
     "new_intro": "Ceritakan apa yang Anda perlukan. Anda akan menerima konfirmasi lewat "
     "email beserta kode tiket, dan jawaban kami juga lewat email.",

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Tickets
 from mailgate.db.models import Ticket, TicketTag
+from mailgate.numbers import storable_id, whole_number
 from mailgate.web.auth import AgentSession
 from mailgate.web.search import matching
 
@@ -68,9 +69,8 @@ class Filters:
 
     @property
     def page_size(self) -> int:
-        if self.limit.isdigit() and 1 <= int(self.limit) <= MAX_PAGE_SIZE:
-            return int(self.limit)
-        return PAGE_SIZE
+        size = whole_number(self.limit, MAX_PAGE_SIZE)
+        return size if size else PAGE_SIZE
 
     def link(self, **changes: str) -> str:
         """The query string of these filters with ``changes`` (defaults left out)."""
@@ -139,13 +139,15 @@ def decode_cursor(cursor: str, sort: str) -> tuple[object, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         named, value, ticket_id = json.loads(raw)
-        if named != sort or not isinstance(ticket_id, int):
+        if named != sort or not storable_id(ticket_id):
             raise BadCursor(cursor)
         if sort == "priority":
-            return int(value), ticket_id
+            if not storable_id(value):
+                raise BadCursor(cursor)
+            return value, ticket_id
         moment = datetime.fromisoformat(value)  # SQLite hands back naive UTC times
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), ticket_id
-    except (binascii.Error, ValueError, TypeError) as exc:
+    except (binascii.Error, ValueError, TypeError, RecursionError) as exc:
         raise BadCursor(cursor) from exc
 
 

@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 document of ``/api/v1``, written as data and served as JSON.
 
 Kept by hand beside the handlers; tests check that it is a valid OpenAPI document,
-that every ``/api`` route is in it, and that real answers match its schemas.
+that every ``/api`` route is in it, that real answers match its schemas, and
+(schemathesis) that the server accepts what it describes and refuses the rest. So
+the served document names this server's statuses and agents, and states the
+patterns the handlers enforce, from the same constants.
 """
 
 from __future__ import annotations
@@ -9,6 +12,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from mailgate import __version__
+from mailgate.actions.values import MAX_TAG, MAX_TAGS, PRIORITIES, TAG_PATTERN
+from mailgate.config import Settings
+from mailgate.web.api import CURSOR_PATTERN, MAX_LIMIT
+from mailgate.web.api_write import MESSAGE_TEXT
+from mailgate.web.keys import RUNTIME
+
+NO_NUL = "^[^\\x00]*$"  # what a URL may carry (a NUL is a 400)
+CURSOR = f"^{CURSOR_PATTERN.pattern}$"
 
 
 def _ref(name: str) -> dict:
@@ -21,7 +32,7 @@ def _json(schema: dict, description: str) -> dict:
 
 def _errors(*statuses: int) -> dict:
     meaning = {
-        400: "Malformed request: not JSON, a bad limit or cursor",
+        400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
         404: "No such ticket",
         409: "The ticket was merged into another; act on that one",
@@ -38,9 +49,20 @@ def _object(properties: dict, optional: tuple[str, ...] = (), **extra: object) -
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _TEXT_LIST = {"type": "array", "items": {"type": "string"}}
+_PRIORITY = {"enum": list(PRIORITIES)}
+_NOTHING = {"not": {}}  # no value is acceptable (e.g. no agents are configured)
 
 
-def _schemas() -> dict:
+def _choices(names: list[str], description: str) -> dict:
+    """One of ``names``; the server also takes them in any case."""
+    return {"enum": names, "description": f"{description} (any case)"} if names else _NOTHING
+
+
+def _schemas(settings: Settings | None) -> dict:
+    statuses = [status.name for status in settings.tickets.statuses] if settings else []
+    agents = sorted({agent.email.lower() for agent in settings.agents}) if settings else []
+    status = _choices(statuses, "a configured status") if settings else {"type": "string"}
+    agent = _choices(agents, "a configured agent") if settings else {"type": "string"}
     return {
         "Error": {
             "type": "object",
@@ -58,7 +80,7 @@ def _schemas() -> dict:
                 "code": {"type": "string", "examples": ["TCK-20250725-7PXA"]},
                 "subject": {"type": "string"},
                 "status": {"type": "string"},
-                "priority": {"enum": ["low", "normal", "high", "urgent"]},
+                "priority": _PRIORITY,
                 "queue": {"type": "string"},
                 "assignee": {"type": ["string", "null"]},
                 "customer": {
@@ -147,8 +169,8 @@ def _schemas() -> dict:
                     "enum": ["agent", "note"],
                     "description": "agent: mailed to the customer and CCs; note: internal",
                 },
-                "text": {"type": "string", "minLength": 1},
-                "agent": {"type": "string", "description": "a configured agent's address"},
+                "text": {"type": "string", "minLength": 1, "pattern": MESSAGE_TEXT},
+                "agent": agent,
             },
         },
         "TicketChange": {
@@ -156,13 +178,15 @@ def _schemas() -> dict:
             "additionalProperties": False,
             "minProperties": 1,
             "properties": {
-                "status": {"type": "string", "description": "a configured status name"},
-                "priority": {"enum": ["low", "normal", "high", "urgent"]},
-                "assignee": {"type": ["string", "null"], "description": "an agent; null: nobody"},
+                "status": status,
+                "priority": _PRIORITY,
+                "assignee": {"anyOf": [agent, {"type": "null"}], "description": "null: nobody"},
                 "tags": {
                     "type": "array",
-                    "items": {"type": "string"},
-                    "description": "the new set",
+                    "maxItems": MAX_TAGS,
+                    "items": {"type": "string", "pattern": TAG_PATTERN},
+                    "description": f"the new set: words of up to {MAX_TAG} characters, at most "
+                    f"{MAX_TAGS} tags on a ticket",
                 },
             },
         },
@@ -179,11 +203,16 @@ def _schemas() -> dict:
     }
 
 
-_CODE = {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
+_CODE = {
+    "name": "code",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": NO_NUL},
+}
 
 
 def _query(name: str, description: str, schema: dict | None = None) -> dict:
-    schema = schema or {"type": "string"}
+    schema = schema or {"type": "string", "pattern": NO_NUL}
     return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
@@ -204,8 +233,16 @@ def _paths() -> dict:
                         "true: only the tickets held back as spam; false (default): the others",
                         {"enum": ["true", "false"]},
                     ),
-                    _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500}),
-                    _query("cursor", "next_cursor of the previous page"),
+                    _query(
+                        "limit",
+                        "page size",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    ),
+                    _query(
+                        "cursor",
+                        "next_cursor of the previous page, passed back as it is (opaque)",
+                        {"type": "string", "pattern": CURSOR},
+                    ),
                 ],
                 "responses": {"200": _json(_ref("TicketList"), "A page"), **_errors(400, 401)},
             }
@@ -217,7 +254,7 @@ def _paths() -> dict:
                 "summary": "One ticket with its whole thread",
                 "responses": {
                     "200": _json(_ref("TicketDetail"), "The ticket"),
-                    **_errors(401, 404),
+                    **_errors(400, 401, 404),
                 },
             },
             "patch": {
@@ -264,27 +301,29 @@ def _paths() -> dict:
     }
 
 
-def document() -> dict:
+def document(settings: Settings | None = None) -> dict:
+    """The document; with ``settings``, naming their statuses and agents."""
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "mailgate API",
             "version": __version__,
             "description": "Tickets of the mailgate helpdesk gateway. Every error is JSON: "
-            '{"error": {"code", "message"}}.',
+            '{"error": {"code", "message"}}. A method a path does not have gets 405 '
+            "with an Allow header naming those it has.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": _paths(),
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(settings),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 
 
 async def serve(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return web.json_response(document(request.app[RUNTIME].settings))
 
 
 def add_routes(app: web.Application) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.web import charts
 from mailgate.web.auth import require_agent, signed_in_agent
+from mailgate.web.badinput import bad_request
 from mailgate.web.formats import duration
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.reports_data import Median, Period, Report, build_report
@@ -19,7 +20,10 @@ from mailgate.web.reports_data import Median, Period, Report, build_report
 async def reports(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     tickets = request.app[RUNTIME].settings.tickets
-    period = Period.from_query(request.query, datetime.now(UTC).date())
+    try:
+        period = Period.from_query(request.query, datetime.now(UTC).date())
+    except ValueError as error:
+        raise bad_request(f"The report period cannot be used: {error}.") from None
     async with AsyncSession(request.app[ENGINE]) as session:
         report = await build_report(session, agent, tickets, period)
     values = {"report": report, "period": period, **_charts(report, tickets)}

@@ -18,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Tickets
 from mailgate.db.models import Ticket
+from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession
 from mailgate.web.formats import utc
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+# Dates a period may name: every day in between has a day after it and a year back.
+EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
 UNASSIGNED = "(unassigned)"
 
 
@@ -33,16 +36,17 @@ class Period:
 
     @classmethod
     def from_query(cls, query, today: date) -> Period:
-        """``from``/``to`` as YYYY-MM-DD, or ``days`` back from today; else 30 days."""
-        try:
-            end = date.fromisoformat(query["to"]) if query.get("to") else today
-            if query.get("from"):
-                start = date.fromisoformat(query["from"])
-            else:
-                days = int(query.get("days", DEFAULT_DAYS))
-                start = end - timedelta(days=max(days, 1) - 1)
-        except ValueError:
-            return cls(today - timedelta(days=DEFAULT_DAYS - 1), today)
+        """``from``/``to`` as YYYY-MM-DD, or ``days`` back from today; else 30 days.
+
+        Raises ValueError (with a message for the person) for a value it cannot use."""
+        end = _day(query["to"]) if query.get("to") else today
+        if query.get("from"):
+            start = _day(query["from"])
+        else:
+            days = whole_number(query.get("days", "").strip() or str(DEFAULT_DAYS), MAX_DAYS)
+            if not days:
+                raise ValueError(f"days is a whole number from 1 to {MAX_DAYS}")
+            start = end - timedelta(days=days - 1)
         start = max(min(start, end), end - timedelta(days=MAX_DAYS - 1))
         return cls(start, end)
 
@@ -53,6 +57,16 @@ class Period:
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+
+def _day(text: str) -> date:
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        day = None
+    if day is None or not EARLIEST <= day <= LATEST:
+        raise ValueError(f"dates are written YYYY-MM-DD, from {EARLIEST} to {LATEST}")
+    return day
 
 
 @dataclass(frozen=True)

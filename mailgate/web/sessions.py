@@ -25,7 +25,7 @@ def new_token() -> str:
 
 
 def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def start_session(session: AsyncSession, email: str, hours: float) -> str:

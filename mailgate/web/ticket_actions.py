@@ -27,6 +27,7 @@ from mailgate.actions import (
 )
 from mailgate.db.models import Message
 from mailgate.db.session import sessions
+from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
 from mailgate.web.keys import CONTEXT
 from mailgate.web.pages import see_other
@@ -135,8 +136,8 @@ async def merge(request: web.Request) -> web.StreamResponse:
 @require_agent
 async def split(request: web.Request) -> web.StreamResponse:
     async def perform(session, ctx, ticket, agent, form):
-        wanted = str(form.get("message", ""))
-        message = await session.get(Message, int(wanted)) if wanted.isdigit() else None
+        wanted = whole_number(str(form.get("message", "")))
+        message = await session.get(Message, wanted) if wanted is not None else None
         if message is None or message.ticket_id != ticket.id:
             raise ActionError("message", "that message is not on this ticket")
         new = await split_message(session, ctx, message, agent.email)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Attachment, Blob, JournalEntry, Message, OutboxItem, Ticket
+from mailgate.numbers import whole_number
 from mailgate.pipeline.spam import stored_summary
 from mailgate.web.auth import require_agent, signed_in_agent
 from mailgate.web.inbox import choices
@@ -126,9 +127,10 @@ async def _raw_of(session: AsyncSession, message: Message) -> bytes | None:
 
 
 def _number(text: str) -> int:
-    if not text.isdigit():
+    number = whole_number(text)
+    if number is None:
         raise web.HTTPNotFound()
-    return int(text)
+    return number
 
 
 def download(data: bytes, filename: str, content_type: str) -> web.Response:
