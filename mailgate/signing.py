@@ -11,6 +11,9 @@ A bounce (VERP) address is the envelope sender of one outgoing message:
 ``support+bounce-<outbox id>.<mac>@domain`` under the route's address, or
 ``bounce+<outbox id>.<mac>@<return_path_domain>`` when that is set. A DSN sent back
 to it names the message that failed without our reading the bounce's guesswork.
+
+Tokens that arrive in URLs and forms (portal, rating, CSRF) can be any text; they are
+compared as UTF-8 bytes, so an odd character is a mismatch, never an exception.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Signer:
         return self._mac(purpose, value)
 
     def verify(self, purpose: str, value: str, mac: str) -> bool:
-        return hmac.compare_digest(self._mac(purpose, value), mac.lower())
+        return same_token(self._mac(purpose, value), mac)
 
     def reply_address(self, route_address: str, code: str, agent: str | None = None) -> str:
         """``support+<code>.<mac>@domain``: threads to ``code`` (as ``agent``, if given)."""
@@ -104,4 +107,17 @@ class Signer:
         return self._mac("portal", code.upper())
 
     def check_portal_token(self, code: str, token: str) -> bool:
-        return hmac.compare_digest(self.portal_token(code), token.lower())
+        return same_token(self.portal_token(code), token)
+
+    def rating_token(self, code: str, score: str) -> str:
+        """The key of a solved mail's rating link: one per ticket and score."""
+        return self._mac("rating", code.upper(), score.lower())
+
+    def check_rating_token(self, code: str, score: str, token: str) -> bool:
+        return same_token(self.rating_token(code, score), token)
+
+
+def same_token(expected: str, given: str) -> bool:
+    """Constant-time comparison of a MAC we made with one a client sent, whatever its
+    text (``hmac.compare_digest`` raises on non-ASCII ``str``; bytes it takes all)."""
+    return hmac.compare_digest(expected.encode(), given.lower().encode("utf-8", "surrogatepass"))
