@@ -26,6 +26,7 @@ _PHRASES = {
     "ack_skipped": "sent no acknowledgement: {reason}",
     "notify_skipped": "did not notify {agent}: {reason}",
     "solved_mail_skipped": "sent no solved mail: {reason}",
+    "satisfaction": "rated the ticket {new}",
 }
 
 

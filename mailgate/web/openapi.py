@@ -72,9 +72,21 @@ def _schemas() -> dict:
                 "first_response_at": _NULLABLE_TIME,
                 "solved_at": _NULLABLE_TIME,
                 "message_count": {"type": "integer", "minimum": 0},
+                "satisfaction": {"oneOf": [{"type": "null"}, _ref("Satisfaction")]},
             },
             optional=("first_response_at", "solved_at"),
         ),
+        "Satisfaction": {
+            "description": "The customer's rating from the solved mail's links; it can "
+            "change until the ticket is closed.",
+            "type": "object",
+            "required": ["score", "comment", "at"],
+            "properties": {
+                "score": {"enum": ["good", "bad"]},
+                "comment": {"type": "string"},
+                "at": {"type": "string", "format": "date-time"},
+            },
+        },
         "TicketList": {
             "type": "object",
             "required": ["tickets", "next_cursor"],
