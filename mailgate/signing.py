@@ -11,6 +11,9 @@ A bounce (VERP) address is the envelope sender of one outgoing message:
 ``support+bounce-<outbox id>.<mac>@domain`` under the route's address, or
 ``bounce+<outbox id>.<mac>@<return_path_domain>`` when that is set. A DSN sent back
 to it names the message that failed without our reading the bounce's guesswork.
+
+Tokens that arrive in URLs and forms (portal, rating, CSRF) can be any text; they are
+compared as UTF-8 bytes, so an odd character is a mismatch, never an exception.
 """
 
 from __future__ import annotations
@@ -119,3 +122,10 @@ class Signer:
 
     def check_portal_token(self, code: str, token: str) -> bool:
         return same_text(token.lower(), self.portal_token(code))
+
+    def rating_token(self, code: str, score: str) -> str:
+        """The key of a solved mail's rating link: one per ticket and score."""
+        return self._mac("rating", code.upper(), score.lower())
+
+    def check_rating_token(self, code: str, score: str, token: str) -> bool:
+        return same_text(token.lower(), self.rating_token(code, score))

@@ -236,6 +236,20 @@ class AuditEvent(Base):
     ticket: Mapped[Ticket] = relationship(lazy="raise")
 
 
+class SatisfactionRating(Base):
+    """The customer's rating of how a ticket was handled: ``good`` or ``bad``, with an
+    optional comment; one per ticket, changed in place until the ticket is closed."""
+
+    __tablename__ = "satisfaction_ratings"
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    score: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(Time, index=True)
+
+
 class OutboxRaw(Base):
     """The bytes of an outgoing message, in a table of their own (as ``JournalRaw``):
     claiming an item and recording its delivery rewrite the item's row, not its mail."""

@@ -81,6 +81,14 @@ class Composer:
     def portal_url(self, code: str) -> str:
         return f"{self._base_url}/t/{code}?k={self._signer.portal_token(code)}"
 
+    def rating_urls(self, code: str) -> dict[str, str]:
+        """The solved mail's links to rate the ticket, by score (signed per score)."""
+        signed = {score: self._signer.rating_token(code, score) for score in ("good", "bad")}
+        return {
+            score: f"{self._base_url}/t/{code}/rate/{score}?s={mac}"
+            for score, mac in signed.items()
+        }
+
     def ticket_url(self, code: str) -> str:
         return f"{self._base_url}/tickets/{code}"
 
@@ -104,12 +112,19 @@ class Composer:
         )
 
     def solved(self, ticket: Ticket, route: Route, parent: InReplyTo) -> Outgoing:
-        """Tells the customer their ticket is solved, and that a reply reopens it."""
+        """Tells the customer their ticket is solved, that a reply reopens it, and
+        how to rate it."""
         return self._to_customer(
-            "solved", ticket, route, parent, ticket.customer_name, "auto-generated"
+            "solved",
+            ticket,
+            route,
+            parent,
+            ticket.customer_name,
+            "auto-generated",
+            rating_urls=self.rating_urls(ticket.code),
         )
 
-    def _to_customer(self, kind, ticket, route, parent, customer_name, auto) -> Outgoing:
+    def _to_customer(self, kind, ticket, route, parent, customer_name, auto, **extra) -> Outgoing:
         mail = self._templates.render(
             kind,
             route.locale,
@@ -117,6 +132,7 @@ class Composer:
             customer_name=customer_name,
             portal_url=self.portal_url(ticket.code),
             team_name=team_name(route),
+            **extra,
         )
         head, message_id = self._headers(ticket, route, mail.subject, parent, auto)
         head.mailboxes("To", [(ticket.customer_email, customer_name)])

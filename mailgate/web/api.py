@@ -10,7 +10,8 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.db.models import Attachment, Message, Ticket, TicketTag
+from mailgate.actions.satisfaction import ratings_of
+from mailgate.db.models import Attachment, Message, SatisfactionRating, Ticket, TicketTag
 from mailgate.numbers import whole_number
 from mailgate.signing import same_text
 from mailgate.web.keys import ENGINE, RUNTIME
@@ -160,7 +161,20 @@ async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[di
         .order_by(TicketTag.tag)
     ):
         tags.setdefault(ticket_id, []).append(tag)
-    return [_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0)) for t in tickets]
+    ratings = await ratings_of(session, ids)
+    return [
+        {
+            **_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0)),
+            "satisfaction": _satisfaction_shape(ratings.get(t.id)),
+        }
+        for t in tickets
+    ]
+
+
+def _satisfaction_shape(rating: SatisfactionRating | None) -> dict | None:
+    if rating is None:
+        return None
+    return {"score": rating.score, "comment": rating.comment, "at": _iso(rating.at)}
 
 
 def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:

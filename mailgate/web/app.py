@@ -21,6 +21,7 @@ from mailgate.web import (
     newticket,
     openapi,
     portal,
+    rating,
     reports,
     status,
     ticket_actions,
@@ -86,6 +87,7 @@ def init_app(context: WebContext) -> web.Application:
     api_write.add_routes(app)
     openapi.add_routes(app)
     portal.add_routes(app)
+    rating.add_routes(app)
     newticket.add_routes(app)
     admin.add_routes(app)
     return app

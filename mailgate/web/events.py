@@ -29,6 +29,7 @@ _PHRASES = {
     "held_as_spam": "held the ticket back as spam ({verdict})",
     "not_spam": "released the ticket: not spam",
     "tags_dropped": "left out the tags {tags}: {reason}",
+    "satisfaction": "rated the ticket {new}",
 }
 
 

@@ -52,6 +52,19 @@ _EN = {
     "err_expired": "This form has expired. Please send it again.",
     "err_unavailable": "We could not store your message just now. Nothing was sent; "
     "please try again in a minute.",
+    "rate_title": "How did we do?",
+    "rate_intro": "Was your request handled well? Choose one and, if you like, tell us why.",
+    "rate_good": "Good",
+    "rate_bad": "Bad",
+    "rate_comment": "Comment (optional)",
+    "rate_send": "Send rating",
+    "rate_saved": "Thank you! Your rating was saved. You can change it until the ticket is closed.",
+    "rate_current": "Your rating",
+    "rate_closed": "This ticket is closed: its rating can no longer be changed.",
+    "rate_conversation": "See the whole conversation",
+    "err_rating_score": "Please choose Good or Bad.",
+    "err_rating_comment": "The comment is too long: at most {count} characters.",
+    "err_rating_ticket": "This ticket is closed: its rating can no longer be changed.",
 }
 
 _ID = {
@@ -105,6 +118,21 @@ _ID = {
     "err_expired": "Formulir ini sudah kedaluwarsa. Silakan kirim lagi.",
     "err_unavailable": "Pesan Anda belum dapat kami simpan. Tidak ada yang terkirim; "
     "silakan coba lagi sebentar lagi.",
+    "rate_title": "Bagaimana layanan kami?",
+    "rate_intro": "Apakah permintaan Anda ditangani dengan baik? Pilih salah satu dan, jika "
+    "mau, ceritakan alasannya.",
+    "rate_good": "Baik",
+    "rate_bad": "Buruk",
+    "rate_comment": "Komentar (opsional)",
+    "rate_send": "Kirim penilaian",
+    "rate_saved": "Terima kasih! Penilaian Anda sudah disimpan. Anda dapat mengubahnya "
+    "sampai tiket ditutup.",
+    "rate_current": "Penilaian Anda",
+    "rate_closed": "Tiket ini sudah ditutup: penilaiannya tidak dapat diubah lagi.",
+    "rate_conversation": "Lihat seluruh percakapan",
+    "err_rating_score": "Mohon pilih Baik atau Buruk.",
+    "err_rating_comment": "Komentar terlalu panjang: paling banyak {count} karakter.",
+    "err_rating_ticket": "Tiket ini sudah ditutup: penilaiannya tidak dapat diubah lagi.",
 }
 
 LOCALES = MappingProxyType({"en": MappingProxyType(_EN), "id": MappingProxyType(_ID)})

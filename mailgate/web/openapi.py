@@ -98,9 +98,21 @@ def _schemas(settings: Settings | None) -> dict:
                     "type": "boolean",
                     "description": "held back as spam: unacknowledged until released",
                 },
+                "satisfaction": {"oneOf": [{"type": "null"}, _ref("Satisfaction")]},
             },
             optional=("first_response_at", "solved_at"),
         ),
+        "Satisfaction": {
+            "description": "The customer's rating from the solved mail's links; it can "
+            "change until the ticket is closed.",
+            "type": "object",
+            "required": ["score", "comment", "at"],
+            "properties": {
+                "score": {"enum": ["good", "bad"]},
+                "comment": {"type": "string"},
+                "at": {"type": "string", "format": "date-time"},
+            },
+        },
         "TicketList": {
             "type": "object",
             "required": ["tickets", "next_cursor"],

@@ -1,4 +1,5 @@
-"""The report page ``/reports``: what is open, what waits, how fast we answer and solve."""
+"""The report page ``/reports``: what is open, what waits, how fast we answer and solve,
+and how customers rated it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mailgate.web.badinput import bad_request
 from mailgate.web.formats import duration
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.reports_data import Median, Period, Report, build_report
+from mailgate.web.reports_satisfaction import Satisfaction, satisfaction_report
 
 
 @require_agent
@@ -26,7 +28,14 @@ async def reports(request: web.Request) -> web.StreamResponse:
         raise bad_request(f"The report period cannot be used: {error}.") from None
     async with AsyncSession(request.app[ENGINE]) as session:
         report = await build_report(session, agent, tickets, period)
-    values = {"report": report, "period": period, **_charts(report, tickets)}
+        satisfaction = await satisfaction_report(session, agent, tickets, period)
+    values = {
+        "report": report,
+        "period": period,
+        "satisfaction": satisfaction,
+        **_charts(report, tickets),
+        **_satisfaction_charts(satisfaction),
+    }
     return aiohttp_jinja2.render_template("reports.html", request, values)
 
 
@@ -53,6 +62,17 @@ def _charts(report: Report, tickets) -> dict:
             for by, medians in found.items()
         },
     }
+
+
+def _satisfaction_charts(satisfaction: Satisfaction) -> dict:
+    """The share of good ratings, by queue and by agent."""
+    good_by = {
+        by: charts.horizontal(
+            [(f"{s.name} ({s.total})", s.percent) for s in shares], show=lambda v: f"{v:.0f}%"
+        )
+        for by, shares in (("queue", satisfaction.by_queue), ("agent", satisfaction.by_agent))
+    }
+    return {"good_by": good_by}
 
 
 def _time_chart(medians: list[Median]) -> charts.Chart:

@@ -3,7 +3,8 @@
 Open tickets (by status and queue) and those waiting on the customer are counted
 now; solved per day and the median first-response and resolution times cover the
 chosen period: first responses of tickets created in it, resolutions of tickets
-solved in it. "By agent" means by the ticket's assignee.
+solved in it. "By agent" credits the agent who answered first and the one who solved
+the ticket (``reports_credit``), not whoever has it now.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mailgate.db.models import Ticket
 from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession
 from mailgate.web.formats import utc
+from mailgate.web.reports_credit import first_responders, solvers
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -105,9 +107,13 @@ async def build_report(
         waiting=dict(waiting),
         solved_per_day=[(day, per_day.get(day, 0)) for day in period.days()],
         first_response=_medians(
-            [t for t in created if t.first_response_at], lambda t: t.first_response_at
+            [t for t in created if t.first_response_at],
+            lambda t: t.first_response_at,
+            await first_responders(session, [t.id for t in created]),
         ),
-        resolution=_medians(solved, lambda t: t.solved_at),
+        resolution=_medians(
+            solved, lambda t: t.solved_at, await solvers(session, tickets, [t.id for t in solved])
+        ),
     )
 
 
@@ -128,8 +134,9 @@ async def _rows(session, agent: AgentSession, moment, start: datetime, end: date
     return list(await session.scalars(query))
 
 
-def _medians(rows: list[Ticket], finished) -> dict[str, list[Median]]:
-    """Median time from creation to ``finished(ticket)``, by queue and by assignee."""
+def _medians(rows: list[Ticket], finished, credit: dict[int, str]) -> dict[str, list[Median]]:
+    """Median time from creation to ``finished(ticket)``, by queue and by the agent
+    ``credit`` names for the ticket (its assignee if none)."""
     groups: dict[str, defaultdict[str, list[float]]] = {
         "queue": defaultdict(list),
         "agent": defaultdict(list),
@@ -137,7 +144,7 @@ def _medians(rows: list[Ticket], finished) -> dict[str, list[Median]]:
     for ticket in rows:
         seconds = (utc(finished(ticket)) - utc(ticket.created_at)).total_seconds()
         groups["queue"][ticket.queue].append(seconds)
-        groups["agent"][ticket.assignee or UNASSIGNED].append(seconds)
+        groups["agent"][credit.get(ticket.id) or ticket.assignee or UNASSIGNED].append(seconds)
     return {
         by: [
             Median(name, statistics.median(values), len(values))

@@ -13,7 +13,16 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.db.models import Attachment, AuditEvent, Message, OutboxItem, Participant, Ticket
+from mailgate.actions.satisfaction import ratings_of
+from mailgate.db.models import (
+    Attachment,
+    AuditEvent,
+    Message,
+    OutboxItem,
+    Participant,
+    SatisfactionRating,
+    Ticket,
+)
 from mailgate.web.auth import AgentSession
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
 from mailgate.web.formats import utc
@@ -42,6 +51,7 @@ class TicketView:
     timeline: list[Entry]
     failed: list[OutboxItem]  # outgoing mail that could not be delivered
     message_count: int
+    satisfaction: SatisfactionRating | None = None  # the customer's rating, if given
 
 
 async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> Ticket:
@@ -73,8 +83,15 @@ async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
         .order_by(OutboxItem.id)
     )
     tags = await tags_by_ticket(session, [ticket.id])
+    ratings = await ratings_of(session, [ticket.id])
     return TicketView(
-        ticket, tags.get(ticket.id, []), list(cc), timeline, list(failed), len(messages)
+        ticket,
+        tags.get(ticket.id, []),
+        list(cc),
+        timeline,
+        list(failed),
+        len(messages),
+        ratings.get(ticket.id),
     )
 
 
