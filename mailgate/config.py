@@ -14,8 +14,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mailgate.localtime import zone_named
 
 SEARCH_PATHS = (Path("mailgate.toml"), Path("/etc/mailgate/mailgate.toml"))
 ENV_VAR = "MAILGATE_CONFIG"
@@ -130,6 +133,18 @@ class Tickets(_Section):
     notify_rate_limit: str = Field("120/1h", pattern=RATE)
     notify_ticket_rate_limit: str = Field("10/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
+    # Where the team's day begins: ticket code dates, report days, times on pages and mail.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_named(value)
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone_named(self.timezone)
 
     @field_validator("statuses")
     @classmethod
@@ -173,6 +188,14 @@ class Agent(_Section):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     name: str = ""
     admin: bool = False
+    timezone: str = ""  # this agent's pages; empty: [tickets] timezone
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value:
+            zone_named(value)
+        return value
 
 
 class Imap(_Section):

@@ -19,7 +19,7 @@ from mailgate.web.reports_data import Median, Period, Report, build_report
 async def reports(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     tickets = request.app[RUNTIME].settings.tickets
-    period = Period.from_query(request.query, datetime.now(UTC).date())
+    period = Period.from_query(request.query, datetime.now(UTC), tickets.zone)
     async with AsyncSession(request.app[ENGINE]) as session:
         report = await build_report(session, agent, tickets, period)
     values = {"report": report, "period": period, **_charts(report, tickets)}

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Attachment, AuditEvent, Message, OutboxItem, Participant, Ticket
+from mailgate.localtime import utc
 from mailgate.web.auth import AgentSession
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
-from mailgate.web.formats import utc
 from mailgate.web.listing import tags_by_ticket
 
 
