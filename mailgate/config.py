@@ -12,6 +12,7 @@ import re
 import secrets
 import tomllib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mailgate.localtime import zone_named
+from mailgate.sla.spans import parse_ranges
 
 SEARCH_PATHS = (Path("mailgate.toml"), Path("/etc/mailgate/mailgate.toml"))
 ENV_VAR = "MAILGATE_CONFIG"
@@ -182,6 +184,51 @@ class Route(_Section):
     locale: Literal["en", "id"] = "en"
     assign: Literal["none", "round_robin", "least_open"] = "none"
     agents: list[str] = []
+    calendar: str = ""  # a [[calendars]] name: business hours for SLA targets; "" = 24/7
+
+
+class Hours(_Section):
+    """Opening hours per weekday, ``"08:00-17:00"`` or ``"08:00-12:00,13:00-17:00"``;
+    a day left out is closed, ``"22:00-06:00"`` runs past midnight."""
+
+    mon: str = ""
+    tue: str = ""
+    wed: str = ""
+    thu: str = ""
+    fri: str = ""
+    sat: str = ""
+    sun: str = ""
+
+    @field_validator("*")
+    @classmethod
+    def _ranges(cls, value: str) -> str:
+        if value:
+            parse_ranges(value)
+        return value
+
+
+class Calendar(_Section):
+    name: str = Field(min_length=1)
+    timezone: str = "UTC"
+    hours: Hours
+    holidays: list[date] = []  # closed all day (ranges starting that day)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_named(value)
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _open_sometimes(cls, hours: Hours) -> Hours:
+        if not any(hours.model_dump().values()):
+            raise ValueError("a calendar needs opening hours on at least one day")
+        return hours
+
+    def week(self) -> tuple[str, ...]:
+        """The opening hours Monday to Sunday, "" for a closed day."""
+        return tuple(self.hours.model_dump().values())
 
 
 class Agent(_Section):
@@ -245,6 +292,7 @@ class Settings(_Section):
     api: Api = Api()
     tickets: Tickets = Tickets()
     routes: list[Route] = []
+    calendars: list[Calendar] = []
     agents: list[Agent] = []
     imap: list[Imap] = []
     auth: Auth = Auth()
@@ -324,7 +372,30 @@ def parse_config(text: str, source: str) -> Settings:
         lines = KeyLines(text)
         problems = [_describe(error, lines, source) for error in exc.errors()]
         raise ConfigError("\n".join(problems)) from exc
-    return _read_secret_files(settings, KeyLines(text), source)
+    lines = KeyLines(text)
+    wrong = [_where(loc, lines, source) + f": {problem}" for loc, problem in references(settings)]
+    if wrong:
+        raise ConfigError("\n".join(wrong))
+    return _read_secret_files(settings, lines, source)
+
+
+def references(settings: Settings) -> list[tuple[tuple, str]]:
+    """Names one section gives that another must define: (key path, problem) each."""
+    problems: list[tuple[tuple, str]] = []
+    calendars = [calendar.name for calendar in settings.calendars]
+    for index, name in enumerate(calendars):
+        if name in calendars[:index]:
+            problems.append((("calendars", index, "name"), f"{name!r} is defined twice"))
+    for index, route in enumerate(settings.routes):
+        if route.calendar and route.calendar not in calendars:
+            problem = f"no [[calendars]] named {route.calendar!r}"
+            problems.append((("routes", index, "calendar"), problem))
+    return problems
+
+
+def _where(loc: tuple, lines: KeyLines, source: str) -> str:
+    line = lines.line_of(loc)
+    return f"{source}:{line}: {dotted(loc)}" if line else f"{source}: {dotted(loc)}"
 
 
 def _describe(error: dict, lines: KeyLines, source: str) -> str:
