@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mailgate.localtime import zone_named
-from mailgate.sla.spans import parse_ranges
+from mailgate.sla.spans import parse_duration, parse_ranges
 
 SEARCH_PATHS = (Path("mailgate.toml"), Path("/etc/mailgate/mailgate.toml"))
 ENV_VAR = "MAILGATE_CONFIG"
@@ -175,11 +175,14 @@ class Tickets(_Section):
         return next(s.name for s in self.statuses if s.category == category)
 
 
+Priority = Literal["low", "normal", "high", "urgent"]
+
+
 class Route(_Section):
     address: str = Field(pattern=r"^(\*|[^@\s*+]+)@[^@\s]+$")
     name: str = ""  # display name on outgoing mail, e.g. "Example Support"
     queue: str = "support"
-    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    priority: Priority = "normal"
     tags: list[str] = []
     locale: Literal["en", "id"] = "en"
     assign: Literal["none", "round_robin", "least_open"] = "none"
@@ -229,6 +232,32 @@ class Calendar(_Section):
     def week(self) -> tuple[str, ...]:
         """The opening hours Monday to Sunday, "" for a closed day."""
         return tuple(self.hours.model_dump().values())
+
+
+class Sla(_Section):
+    """Response and resolution targets for the tickets of some queues and priorities,
+    counted in the route's business hours. The first policy that matches applies."""
+
+    name: str = Field(min_length=1)
+    queues: list[str] = []  # [] = every queue
+    priorities: list[Priority] = []  # [] = every priority
+    first_response: str = ""  # "" = no such target
+    next_response: str = ""
+    resolution: str = ""
+    warn_before: str = ""
+    escalate_to: str = ""  # a status name; "" = stays where it is
+
+    @field_validator("first_response", "next_response", "resolution", "warn_before")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if value:
+            parse_duration(value)
+        return value
+
+    def applies_to(self, queue: str, priority: str) -> bool:
+        return (not self.queues or queue in self.queues) and (
+            not self.priorities or priority in self.priorities
+        )
 
 
 class Agent(_Section):
@@ -293,6 +322,7 @@ class Settings(_Section):
     tickets: Tickets = Tickets()
     routes: list[Route] = []
     calendars: list[Calendar] = []
+    sla: list[Sla] = []
     agents: list[Agent] = []
     imap: list[Imap] = []
     auth: Auth = Auth()
@@ -390,6 +420,21 @@ def references(settings: Settings) -> list[tuple[tuple, str]]:
         if route.calendar and route.calendar not in calendars:
             problem = f"no [[calendars]] named {route.calendar!r}"
             problems.append((("routes", index, "calendar"), problem))
+    return problems + _sla_references(settings)
+
+
+def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
+    problems: list[tuple[tuple, str]] = []
+    queues = {route.queue for route in settings.routes}
+    names = [policy.name for policy in settings.sla]
+    for index, policy in enumerate(settings.sla):
+        if policy.name in names[:index]:
+            problems.append((("sla", index, "name"), f"{policy.name!r} is defined twice"))
+        for queue in sorted(set(policy.queues) - queues):
+            problems.append((("sla", index, "queues"), f"no route has the queue {queue!r}"))
+        if policy.escalate_to and settings.tickets.category_of(policy.escalate_to) is None:
+            problem = f"no status named {policy.escalate_to!r} in [tickets] statuses"
+            problems.append((("sla", index, "escalate_to"), problem))
     return problems
 
 

@@ -56,20 +56,21 @@ class BusinessCalendar:
         return found
 
     def open_from(self, moment: datetime) -> Iterator[Interval]:
-        """The open intervals ending after ``moment``, merged, in order, without end."""
+        """The open intervals ending after ``moment``, in order, without end.
+
+        Where a range across midnight overlaps the next day's, the overlap counts once.
+        """
         day = utc(moment).astimezone(self.zone).date() - timedelta(days=1)
-        pending: Interval | None = None
+        last_end = utc(moment)
         closed_days = 0
         while closed_days <= MAX_CLOSED_DAYS:
             intervals = self.day_intervals(day)
             closed_days = 0 if intervals else closed_days + 1
             for begins, ends in intervals:
-                if pending and begins <= pending[1]:
-                    pending = (pending[0], max(pending[1], ends))
-                    continue
-                if pending and pending[1] > moment:
-                    yield pending
-                pending = (begins, ends)
+                begins = max(begins, last_end)
+                if ends > begins:
+                    last_end = ends
+                    yield begins, ends
             day += timedelta(days=1)
         raise ValueError(f"the calendar is closed for {MAX_CLOSED_DAYS} days on end")
 
@@ -99,3 +100,7 @@ def business_between(calendar: BusinessCalendar, start: datetime, end: datetime)
             break
         total += min(ends, end) - max(begins, start)
     return total
+
+
+# A route without a calendar counts around the clock.
+ALWAYS = BusinessCalendar(ZoneInfo("UTC"), (((0, 24 * 60),),) * 7)

@@ -12,7 +12,9 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.config import Settings
 from mailgate.db.models import Attachment, Message, Ticket, TicketTag
+from mailgate.sla.tickets import TicketSla, tickets_sla
 from mailgate.web.keys import ENGINE, RUNTIME
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     async with AsyncSession(request.app[ENGINE]) as session:
         tickets = list(await session.scalars(query))
         page = tickets[:limit]
-        shapes = await ticket_shapes(session, page)
+        shapes = await ticket_shapes(session, request.app[RUNTIME].settings, page)
     next_cursor = _encode_cursor(page[-1].id) if len(tickets) > limit else None
     return web.json_response({"tickets": shapes, "next_cursor": next_cursor})
 
@@ -83,7 +85,7 @@ async def get_ticket(request: web.Request) -> web.Response:
         ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
         if ticket is None:
             raise ApiError(404, "not_found", f"no ticket {code}")
-        [shape] = await ticket_shapes(session, [ticket])
+        [shape] = await ticket_shapes(session, request.app[RUNTIME].settings, [ticket])
         shape["messages"] = await message_shapes(session, ticket.id)
     return web.json_response(shape)
 
@@ -130,7 +132,9 @@ def _decode_cursor(cursor: str) -> int:
     raise ApiError(400, "bad_request", "cursor is not one this API handed out")
 
 
-async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[dict]:
+async def ticket_shapes(
+    session: AsyncSession, settings: Settings, tickets: list[Ticket]
+) -> list[dict]:
     ids = [ticket.id for ticket in tickets]
     counts = dict(
         (
@@ -150,10 +154,13 @@ async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[di
         .order_by(TicketTag.tag)
     ):
         tags.setdefault(ticket_id, []).append(tag)
-    return [_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0)) for t in tickets]
+    slas = await tickets_sla(session, settings, tickets, datetime.now(UTC))
+    return [_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0), slas[t.id]) for t in tickets]
 
 
-def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:
+def _ticket_shape(
+    ticket: Ticket, tags: list[str], message_count: int, sla: TicketSla | None
+) -> dict:
     return {
         "code": ticket.code,
         "subject": ticket.subject,
@@ -168,6 +175,7 @@ def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:
         "first_response_at": _iso(ticket.first_response_at),
         "solved_at": _iso(ticket.solved_at),
         "message_count": message_count,
+        "sla": sla.shape() if sla else None,
     }
 
 

@@ -81,7 +81,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
             )
         )
         await session.flush()
-        [shape] = await ticket_shapes(session, [ticket])
+        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
     context.wake_delivery()
     return web.json_response({**shape, "changes": changes})
 
