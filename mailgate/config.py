@@ -13,8 +13,10 @@ import re
 import secrets
 import tomllib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -24,6 +26,9 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from mailgate.localtime import zone_named
+from mailgate.sla.spans import parse_duration, parse_ranges
 
 SEARCH_PATHS = (Path("mailgate.toml"), Path("/etc/mailgate/mailgate.toml"))
 ENV_VAR = "MAILGATE_CONFIG"
@@ -168,6 +173,18 @@ class Tickets(_Section):
     notify_rate_limit: str = Field("120/1h", pattern=RATE)
     notify_ticket_rate_limit: str = Field("10/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
+    # Where the team's day begins: ticket code dates, report days, times on pages and mail.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_named(value)
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone_named(self.timezone)
 
     @field_validator("statuses")
     @classmethod
@@ -196,21 +213,103 @@ class Tickets(_Section):
         return next(s.name for s in self.statuses if s.category == category)
 
 
+Priority = Literal["low", "normal", "high", "urgent"]
+
+
 class Route(_Section):
     address: str = Field(pattern=r"^(\*|[^@\s*+]+)@[^@\s]+$")
     name: str = ""  # display name on outgoing mail, e.g. "Example Support"
     queue: str = "support"
-    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    priority: Priority = "normal"
     tags: list[str] = []
     locale: Literal["en", "id"] = "en"
     assign: Literal["none", "round_robin", "least_open"] = "none"
     agents: list[str] = []
+    calendar: str = ""  # a [[calendars]] name: business hours for SLA targets; "" = 24/7
+
+
+class Hours(_Section):
+    """Opening hours per weekday, ``"08:00-17:00"`` or ``"08:00-12:00,13:00-17:00"``;
+    a day left out is closed, ``"22:00-06:00"`` runs past midnight."""
+
+    mon: str = ""
+    tue: str = ""
+    wed: str = ""
+    thu: str = ""
+    fri: str = ""
+    sat: str = ""
+    sun: str = ""
+
+    @field_validator("*")
+    @classmethod
+    def _ranges(cls, value: str) -> str:
+        if value:
+            parse_ranges(value)
+        return value
+
+
+class Calendar(_Section):
+    name: str = Field(min_length=1)
+    timezone: str = "UTC"
+    hours: Hours
+    holidays: list[date] = []  # closed all day (ranges starting that day)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_named(value)
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _open_sometimes(cls, hours: Hours) -> Hours:
+        if not any(hours.model_dump().values()):
+            raise ValueError("a calendar needs opening hours on at least one day")
+        return hours
+
+    def week(self) -> tuple[str, ...]:
+        """The opening hours Monday to Sunday, "" for a closed day."""
+        return tuple(self.hours.model_dump().values())
+
+
+class Sla(_Section):
+    """Response and resolution targets for the tickets of some queues and priorities,
+    counted in the route's business hours. The first policy that matches applies."""
+
+    name: str = Field(min_length=1)
+    queues: list[str] = []  # [] = every queue
+    priorities: list[Priority] = []  # [] = every priority
+    first_response: str = ""  # "" = no such target
+    next_response: str = ""
+    resolution: str = ""
+    warn_before: str = ""
+    escalate_to: str = ""  # a status name; "" = stays where it is
+
+    @field_validator("first_response", "next_response", "resolution", "warn_before")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if value:
+            parse_duration(value)
+        return value
+
+    def applies_to(self, queue: str, priority: str) -> bool:
+        return (not self.queues or queue in self.queues) and (
+            not self.priorities or priority in self.priorities
+        )
 
 
 class Agent(_Section):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     name: str = ""
     admin: bool = False
+    timezone: str = ""  # this agent's pages; empty: [tickets] timezone
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value:
+            zone_named(value)
+        return value
 
 
 class Imap(_Section):
@@ -267,6 +366,8 @@ class Settings(_Section):
     api: Api = Api()
     tickets: Tickets = Tickets()
     routes: list[Route] = []
+    calendars: list[Calendar] = []
+    sla: list[Sla] = []
     agents: list[Agent] = []
     imap: list[Imap] = []
     auth: Auth = Auth()
@@ -347,7 +448,45 @@ def parse_config(text: str, source: str) -> Settings:
         lines = KeyLines(text)
         problems = [_describe(error, lines, source) for error in exc.errors()]
         raise ConfigError("\n".join(problems)) from exc
-    return _read_secret_files(settings, KeyLines(text), source)
+    lines = KeyLines(text)
+    wrong = [_where(loc, lines, source) + f": {problem}" for loc, problem in references(settings)]
+    if wrong:
+        raise ConfigError("\n".join(wrong))
+    return _read_secret_files(settings, lines, source)
+
+
+def references(settings: Settings) -> list[tuple[tuple, str]]:
+    """Names one section gives that another must define: (key path, problem) each."""
+    problems: list[tuple[tuple, str]] = []
+    calendars = [calendar.name for calendar in settings.calendars]
+    for index, name in enumerate(calendars):
+        if name in calendars[:index]:
+            problems.append((("calendars", index, "name"), f"{name!r} is defined twice"))
+    for index, route in enumerate(settings.routes):
+        if route.calendar and route.calendar not in calendars:
+            problem = f"no [[calendars]] named {route.calendar!r}"
+            problems.append((("routes", index, "calendar"), problem))
+    return problems + _sla_references(settings)
+
+
+def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
+    problems: list[tuple[tuple, str]] = []
+    queues = {route.queue for route in settings.routes}
+    names = [policy.name for policy in settings.sla]
+    for index, policy in enumerate(settings.sla):
+        if policy.name in names[:index]:
+            problems.append((("sla", index, "name"), f"{policy.name!r} is defined twice"))
+        for queue in sorted(set(policy.queues) - queues):
+            problems.append((("sla", index, "queues"), f"no route has the queue {queue!r}"))
+        if policy.escalate_to and settings.tickets.category_of(policy.escalate_to) is None:
+            problem = f"no status named {policy.escalate_to!r} in [tickets] statuses"
+            problems.append((("sla", index, "escalate_to"), problem))
+    return problems
+
+
+def _where(loc: tuple, lines: KeyLines, source: str) -> str:
+    line = lines.line_of(loc)
+    return f"{source}:{line}: {dotted(loc)}" if line else f"{source}: {dotted(loc)}"
 
 
 def _describe(error: dict, lines: KeyLines, source: str) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.config import Settings
 from mailgate.db.models import JournalEntry, Node, OutboxItem
-from mailgate.db.session import utc
+from mailgate.localtime import utc
 
 FAILING_PASSES = 3  # failed passes in a row that make a worker "failing"
 QUEUES = {"pipeline": "journal", "delivery": "outbox"}  # what each kind of worker works off

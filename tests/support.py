@@ -65,6 +65,8 @@ def free_port() -> int:
 
 
 def toml_value(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + "}"
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
@@ -106,6 +108,8 @@ class MailgateSetup:
         ]
         self.agents: list[dict] = []
         self.imap: list[dict] = []  # [[imap]] mailboxes (issue 5)
+        self.calendars: list[dict] = []  # [[calendars]], "hours" as a dict
+        self.sla: list[dict] = []  # [[sla]] policies
 
     @property
     def config_path(self) -> Path:
@@ -117,7 +121,14 @@ class MailgateSetup:
             lines.append(f"[{name}]")
             lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
             lines.append("")
-        for table, items in (("routes", self.routes), ("agents", self.agents), ("imap", self.imap)):
+        tables = {
+            "routes": self.routes,
+            "agents": self.agents,
+            "imap": self.imap,
+            "calendars": self.calendars,
+            "sla": self.sla,
+        }
+        for table, items in tables.items():
             for item in items:
                 lines.append(f"[[{table}]]")
                 lines += [f"{key} = {toml_value(value)}" for key, value in item.items()]

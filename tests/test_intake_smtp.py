@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailgate.db.migrate import upgrade
-from mailgate.db.session import utc
+from mailgate.localtime import utc
 from mailgate.pipeline.journal import Arrival, Journal
 from tests.support import DatabaseLock, journal_entries
 

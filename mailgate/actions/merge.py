@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.actions.base import ActionContext, ActionError
 from mailgate.db.models import AuditEvent, Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import audit
+from mailgate.localtime import local_day
 from mailgate.pipeline.codes import unused_code
 
 
@@ -115,7 +116,7 @@ async def split_message(
 async def _ticket_like(session, ctx: ActionContext, old: Ticket, message: Message, now) -> Ticket:
     tickets = ctx.runtime.settings.tickets
     new = Ticket(
-        code=await unused_code(session, tickets.code_prefix, now),
+        code=await unused_code(session, tickets.code_prefix, local_day(now, tickets.zone)),
         subject=message.subject or old.subject,
         customer_name=message.from_name,
         customer_email=message.from_email or old.customer_email,

@@ -1,15 +1,19 @@
 """Mail templates: Jinja2 files ``<locale>/<kind>.txt`` whose first line is the Subject.
 
 An admin's directory (``[templates] directory``) is searched first, so a single file
-can be overridden; the built-in templates ship in ``templates/mail``.
+can be overridden; the built-in templates ship in ``templates/mail``. The ``when``
+filter shows a time in the team's zone (``[tickets] timezone``) with its abbreviation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import jinja2
 
+from mailgate.localtime import format_local
 from mailgate.resources import builtin_templates
 
 FALLBACK_LOCALE = "en"
@@ -22,7 +26,7 @@ class RenderedMail:
 
 
 class MailTemplates:
-    def __init__(self, admin_directory: str = "") -> None:
+    def __init__(self, admin_directory: str = "", zone: ZoneInfo | None = None) -> None:
         search = [admin_directory] if admin_directory else []
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([*search, str(builtin_templates("mail"))]),
@@ -30,6 +34,8 @@ class MailTemplates:
             keep_trailing_newline=True,
             autoescape=False,  # plain-text mail; the web escapes on display
         )
+        shown_in = zone or ZoneInfo("UTC")
+        self._env.filters["when"] = lambda moment: _when(moment, shown_in)
 
     def render(self, kind: str, locale: str, **values: object) -> RenderedMail:
         template = self._env.select_template(
@@ -40,3 +46,7 @@ class MailTemplates:
         if not subject:
             raise ValueError(f"template {template.name} must start with a 'Subject:' line")
         return RenderedMail(" ".join(subject.split()), body.lstrip("\n"))
+
+
+def _when(moment: datetime | None, zone: ZoneInfo) -> str:
+    return format_local(moment, zone) if moment else "-"

@@ -18,6 +18,7 @@ from mailgate.config import Route
 from mailgate.db.bulk import add_row
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import add_attachment, audit
+from mailgate.localtime import local_day
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
 from mailgate.outbox.ratelimit import ack_key
 from mailgate.pipeline.inbound import Inbound
@@ -65,7 +66,7 @@ async def apply(
 async def _open_ticket(session, known: Known, runtime, inbound, route, assignee, now) -> Ticket:
     settings = runtime.settings.tickets
     ticket = Ticket(
-        code=await known.new_code(settings.code_prefix, now),
+        code=await known.new_code(settings.code_prefix, local_day(now, settings.zone)),
         subject=inbound.message.subject[:1000],
         customer_name=inbound.sender_name[:255],
         customer_email=inbound.customer_email,

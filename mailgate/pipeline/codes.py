@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date, datetime
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,18 +37,19 @@ def codes_in(subject: str, prefix: str) -> list[str]:
     return [match.upper() for match in code_pattern(prefix).findall(subject)]
 
 
-async def unused_code(session: AsyncSession, prefix: str, now: datetime) -> str:
+async def unused_code(session: AsyncSession, prefix: str, day: date) -> str:
     """A fresh code; the unique index settles a race between nodes (the entry retries)."""
-    return (await unused_codes(session, prefix, now, 1))[0]
+    return (await unused_codes(session, prefix, day, 1))[0]
 
 
-async def unused_codes(session: AsyncSession, prefix: str, now: datetime, count: int) -> list[str]:
-    """``count`` distinct fresh codes for ``now``'s day, checked in one query a round."""
+async def unused_codes(session: AsyncSession, prefix: str, day: date, count: int) -> list[str]:
+    """``count`` distinct fresh codes dated ``day`` (the team's local day, see
+    ``[tickets] timezone``), checked in one query a round."""
     found: list[str] = []
     for _ in range(MAX_CODE_TRIES):
-        wanted = {new_code(prefix, now.date()) for _ in range(count - len(found))} - set(found)
+        wanted = {new_code(prefix, day) for _ in range(count - len(found))} - set(found)
         taken = set(await session.scalars(select(Ticket.code).where(Ticket.code.in_(wanted))))
         found += list(wanted - taken)
         if len(found) >= count:
             return found[:count]
-    raise RuntimeError(f"no unused ticket code for {prefix} on {now:%Y-%m-%d}")
+    raise RuntimeError(f"no unused ticket code for {prefix} on {day:%Y-%m-%d}")

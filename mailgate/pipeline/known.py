@@ -14,7 +14,7 @@ another node or in another process counts them after this batch's events.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -111,10 +111,10 @@ class Known:
         keys = (notify_key(agent, ticket.code) for agent in self._agents)
         self._counts.update(((key, self._ticket_window), 0) for key in keys)
 
-    async def new_code(self, prefix: str, now: datetime) -> str:
-        """An unused ticket code for ``now``'s day; a batch's codes come from one query."""
-        if not self._codes or self._codes[-1].split("-")[-2] != f"{now:%Y%m%d}":
-            self._codes = await unused_codes(self._session, prefix, now, self._batch_size)
+    async def new_code(self, prefix: str, day: date) -> str:
+        """An unused ticket code dated ``day``; a batch's codes come from one query."""
+        if not self._codes or self._codes[-1].split("-")[-2] != f"{day:%Y%m%d}":
+            self._codes = await unused_codes(self._session, prefix, day, self._batch_size)
         return self._codes.pop()
 
     async def _load_tickets(self, inbounds: Sequence[Inbound]) -> None:

@@ -11,9 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.satisfaction import ratings_of
+from mailgate.config import Settings
 from mailgate.db.models import Attachment, Message, SatisfactionRating, Ticket, TicketTag
 from mailgate.numbers import whole_number
 from mailgate.signing import same_text
+from mailgate.sla.tickets import TicketSla, tickets_sla
 from mailgate.web.keys import ENGINE, RUNTIME
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     async with AsyncSession(request.app[ENGINE]) as session:
         tickets = list(await session.scalars(query))
         page = tickets[:limit]
-        shapes = await ticket_shapes(session, page)
+        shapes = await ticket_shapes(session, request.app[RUNTIME].settings, page)
     next_cursor = _encode_cursor(page[-1].id) if len(tickets) > limit else None
     return web.json_response({"tickets": shapes, "next_cursor": next_cursor})
 
@@ -88,7 +90,7 @@ async def get_ticket(request: web.Request) -> web.Response:
         ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
         if ticket is None:
             raise ApiError(404, "not_found", f"no ticket {code}")
-        [shape] = await ticket_shapes(session, [ticket])
+        [shape] = await ticket_shapes(session, request.app[RUNTIME].settings, [ticket])
         shape["messages"] = await message_shapes(session, ticket.id)
     return web.json_response(shape)
 
@@ -141,7 +143,9 @@ def _decode_cursor(cursor: str) -> int:
     return int(cursor, 16)
 
 
-async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[dict]:
+async def ticket_shapes(
+    session: AsyncSession, settings: Settings, tickets: list[Ticket]
+) -> list[dict]:
     ids = [ticket.id for ticket in tickets]
     counts = dict(
         (
@@ -162,9 +166,10 @@ async def ticket_shapes(session: AsyncSession, tickets: list[Ticket]) -> list[di
     ):
         tags.setdefault(ticket_id, []).append(tag)
     ratings = await ratings_of(session, ids)
+    slas = await tickets_sla(session, settings, tickets, datetime.now(UTC))
     return [
         {
-            **_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0)),
+            **_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0), slas[t.id]),
             "satisfaction": _satisfaction_shape(ratings.get(t.id)),
         }
         for t in tickets
@@ -177,7 +182,9 @@ def _satisfaction_shape(rating: SatisfactionRating | None) -> dict | None:
     return {"score": rating.score, "comment": rating.comment, "at": _iso(rating.at)}
 
 
-def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:
+def _ticket_shape(
+    ticket: Ticket, tags: list[str], message_count: int, sla: TicketSla | None
+) -> dict:
     return {
         "code": ticket.code,
         "subject": ticket.subject,
@@ -193,6 +200,7 @@ def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:
         "solved_at": _iso(ticket.solved_at),
         "message_count": message_count,
         "spam": ticket.spam,
+        "sla": sla.shape() if sla else None,
     }
 
 

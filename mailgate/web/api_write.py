@@ -104,7 +104,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
             )
         )
         await session.flush()
-        [shape] = await ticket_shapes(session, [ticket])
+        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
     context.wake_delivery()
     return web.json_response({**shape, "changes": changes})
 
@@ -116,7 +116,7 @@ async def not_spam(request: web.Request) -> web.Response:
         ticket = await _ticket(session, request.match_info["code"])
         await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
         await session.flush()
-        [shape] = await ticket_shapes(session, [ticket])
+        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
     context.wake_delivery()
     return web.json_response(shape)
 

@@ -19,12 +19,14 @@ import functools
 import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Ticket
+from mailgate.localtime import zone_named
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.badinput import posted_form
 from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
@@ -49,6 +51,7 @@ class AgentSession:
     name: str
     admin: bool
     queues: frozenset[str]  # the queues of the routes that list this agent
+    zone: ZoneInfo  # the agent's own time zone, else the team's
 
     def can_see(self, ticket: Ticket) -> bool:
         return self.admin or ticket.queue in self.queues or ticket.assignee == self.email
@@ -73,13 +76,20 @@ def agent_session(runtime: RuntimeConfig, email: str) -> AgentSession | None:
                 for route in runtime.settings.routes
                 if email.lower() in {a.lower() for a in route.agents}
             )
-            return AgentSession(agent.email.lower(), agent.name, agent.admin, queues)
+            zone = zone_named(agent.timezone) if agent.timezone else runtime.settings.tickets.zone
+            return AgentSession(agent.email.lower(), agent.name, agent.admin, queues, zone)
     return None
 
 
 def current_agent(request: web.Request) -> AgentSession | None:
     """The signed-in agent, or None (set by the ``auth`` middleware)."""
     return request.get(AGENT)
+
+
+def display_zone(request: web.Request) -> ZoneInfo:
+    """The zone this page shows times in: the signed-in agent's, else the team's."""
+    agent = current_agent(request)
+    return agent.zone if agent else request.app[RUNTIME].settings.tickets.zone
 
 
 def signed_in_agent(request: web.Request) -> AgentSession:

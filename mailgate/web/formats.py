@@ -1,14 +1,24 @@
-"""How pages show times, durations and sizes (Jinja2 filters)."""
+"""How pages show times, durations and sizes (Jinja2 filters).
+
+``when`` shows a time in the page's ``zone`` (the signed-in agent's, else the team's:
+see ``mailgate.web.pages``) with the zone's abbreviation, ``2026-07-25 03:00 WIB``.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from mailgate.db.session import utc
+import jinja2
+
+from mailgate.localtime import format_local, utc
+
+UTC_ZONE = ZoneInfo("UTC")
 
 
-def when(moment: datetime | None) -> str:
-    return utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+@jinja2.pass_context
+def when(context: jinja2.runtime.Context, moment: datetime | None) -> str:
+    return format_local(moment, context.get("zone") or UTC_ZONE) if moment else "—"
 
 
 def duration(span: timedelta | float | None) -> str:

@@ -99,6 +99,7 @@ def _schemas(settings: Settings | None) -> dict:
                     "description": "held back as spam: unacknowledged until released",
                 },
                 "satisfaction": {"oneOf": [{"type": "null"}, _ref("Satisfaction")]},
+                "sla": {"anyOf": [_ref("Sla"), {"type": "null"}]},
             },
             optional=("first_response_at", "solved_at"),
         ),
@@ -113,6 +114,24 @@ def _schemas(settings: Settings | None) -> dict:
                 "at": {"type": "string", "format": "date-time"},
             },
         },
+        "Sla": _object(
+            {
+                "policy": {"type": "string", "description": "The [[sla]] policy that applies"},
+                "first_response_due_at": _NULLABLE_TIME,
+                "next_response_due_at": _NULLABLE_TIME,
+                "resolution_due_at": _NULLABLE_TIME,
+                "breached": {
+                    "type": "array",
+                    "items": {"enum": ["first_response", "next_response", "resolution"]},
+                },
+            },
+            description=(
+                "Due times of the targets not met yet (null: met, no such target, or the "
+                "ticket is solved), counted in the route's business hours; while the "
+                "ticket is pending they are projected as if its clock restarted now. "
+                "breached: the targets missed so far."
+            ),
+        ),
         "TicketList": {
             "type": "object",
             "required": ["tickets", "next_cursor"],

@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from mailgate.resources import builtin_templates
-from mailgate.web.auth import csrf_token, current_agent
+from mailgate.web.auth import csrf_token, current_agent, display_zone
 from mailgate.web.formats import FILTERS
 
 # No inline script or style anywhere, no remote content, never framed.
@@ -51,12 +51,17 @@ def setup_pages(app: web.Application, admin_directory: str = "") -> None:
         app,
         loader=jinja2.FileSystemLoader([*search, str(builtin)]),
         autoescape=jinja2.select_autoescape(default=True),
-        context_processors=[aiohttp_jinja2.request_processor],
+        context_processors=[aiohttp_jinja2.request_processor, _zone_processor],
     )
     # Every page may ask who is signed in and put the CSRF token in its forms.
     env.globals.update(current_agent=current_agent, csrf_token=csrf_token)
     env.filters.update(FILTERS)
     app.router.add_static("/static", builtin / "static", name="static")
+
+
+async def _zone_processor(request: web.Request) -> dict:
+    """Every page shows its times in ``zone`` (the ``when`` filter)."""
+    return {"zone": display_zone(request)}
 
 
 def see_other(location: str) -> web.Response:

@@ -23,7 +23,7 @@ async def reports(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     tickets = request.app[RUNTIME].settings.tickets
     try:
-        period = Period.from_query(request.query, datetime.now(UTC).date())
+        period = Period.from_query(request.query, datetime.now(UTC), tickets.zone)
     except ValueError as error:
         raise bad_request(f"The report period cannot be used: {error}.") from None
     async with AsyncSession(request.app[ENGINE]) as session:

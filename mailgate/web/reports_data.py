@@ -4,7 +4,9 @@ Open tickets (by status and queue) and those waiting on the customer are counted
 now; solved per day and the median first-response and resolution times cover the
 chosen period: first responses of tickets created in it, resolutions of tickets
 solved in it. "By agent" credits the agent who answered first and the one who solved
-the ticket (``reports_credit``), not whoever has it now.
+the ticket (``reports_credit``), not whoever has it now. Days are the team's days, in
+``[tickets] timezone``: the period's bounds are that zone's midnights, and each solved
+ticket counts on its local day (bucketed here, the same on every database).
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Tickets
 from mailgate.db.models import Ticket
+from mailgate.localtime import day_start, local_day, utc
 from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession
-from mailgate.web.formats import utc
 from mailgate.web.reports_credit import first_responders, solvers
 
 DEFAULT_DAYS = 30
@@ -35,12 +38,14 @@ UNASSIGNED = "(unassigned)"
 class Period:
     start: date
     end: date  # inclusive
+    zone: ZoneInfo
 
     @classmethod
-    def from_query(cls, query, today: date) -> Period:
+    def from_query(cls, query, now: datetime, zone: ZoneInfo) -> Period:
         """``from``/``to`` as YYYY-MM-DD, or ``days`` back from today; else 30 days.
 
         Raises ValueError (with a message for the person) for a value it cannot use."""
+        today = local_day(now, zone)
         end = _day(query["to"]) if query.get("to") else today
         if query.get("from"):
             start = _day(query["from"])
@@ -50,12 +55,12 @@ class Period:
                 raise ValueError(f"days is a whole number from 1 to {MAX_DAYS}")
             start = end - timedelta(days=days - 1)
         start = max(min(start, end), end - timedelta(days=MAX_DAYS - 1))
-        return cls(start, end)
+        return cls(start, end, zone)
 
     @property
     def bounds(self) -> tuple[datetime, datetime]:
-        start = datetime.combine(self.start, time(), UTC)
-        return start, datetime.combine(self.end + timedelta(days=1), time(), UTC)
+        """From the first day's local midnight to the midnight after the last day."""
+        return day_start(self.start, self.zone), day_start(self.end + timedelta(days=1), self.zone)
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
@@ -100,7 +105,7 @@ async def build_report(
     start, end = period.bounds
     created = await _rows(session, agent, Ticket.created_at, start, end)
     solved = await _rows(session, agent, Ticket.solved_at, start, end)
-    per_day = Counter(utc(t.solved_at).date() for t in solved)
+    per_day = Counter(local_day(t.solved_at, period.zone) for t in solved)
     return Report(
         period=period,
         open_counts=open_counts,

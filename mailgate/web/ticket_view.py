@@ -23,9 +23,9 @@ from mailgate.db.models import (
     SatisfactionRating,
     Ticket,
 )
+from mailgate.localtime import utc
 from mailgate.web.auth import AgentSession
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
-from mailgate.web.formats import utc
 from mailgate.web.listing import tags_by_ticket
 
 

@@ -1,0 +1,1 @@
+"""Service levels: business calendars, SLA policies and a ticket's due times."""
