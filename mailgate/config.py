@@ -46,6 +46,9 @@ class Smtp(_Section):
     max_sessions_per_client: int = Field(20, gt=0)
     idle_timeout_seconds: float = Field(300.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    # The mode and group of "unix:" listeners' sockets: connecting needs write access.
+    socket_mode: str = Field("0666", pattern=r"^0?[0-7]{3}$")
+    socket_group: str = ""  # "" = the daemon's own group
 
     @field_validator("listen", "lmtp_listen")
     @classmethod
@@ -196,6 +199,9 @@ class Templates(_Section):
 
 class Auth(_Section):
     trusted_authserv_ids: list[str] = []
+    # Where Authentication-Results are believed: listener addresses as written in
+    # [smtp] listen/lmtp_listen, "deliver" (the pipe transport), "imap:NAME".
+    trusted_paths: list[str] = []
 
 
 class Log(_Section):
@@ -301,7 +307,32 @@ def parse_config(text: str, source: str) -> Settings:
         lines = KeyLines(text)
         problems = [_describe(error, lines, source) for error in exc.errors()]
         raise ConfigError("\n".join(problems)) from exc
+    _check_trusted_paths(settings, KeyLines(text), source)
     return _read_secret_files(settings, KeyLines(text), source)
+
+
+DELIVER_PATH = "deliver"  # ``mailgate deliver``, run by the MTA's pipe transport
+
+
+def imap_path(name: str) -> str:
+    """How ``[auth] trusted_paths`` names the ``[[imap]]`` mailbox ``name``."""
+    return f"imap:{name}"
+
+
+def _check_trusted_paths(settings: Settings, lines: KeyLines, source: str) -> None:
+    """Each of ``[auth] trusted_paths`` must name a way mail comes in by."""
+    smtp = settings.smtp
+    known = {*smtp.listen, *smtp.lmtp_listen, DELIVER_PATH}
+    known |= {imap_path(box.name) for box in settings.imap}
+    unknown = [path for path in settings.auth.trusted_paths if path not in known]
+    if unknown:
+        line = lines.line_of(("auth", "trusted_paths"))
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(
+            f"{where}: auth.trusted_paths: {', '.join(map(repr, unknown))}: not "
+            'a listener address of [smtp] listen or lmtp_listen (as written there), "deliver" '
+            'or "imap:NAME" of an [[imap]] mailbox'
+        )
 
 
 def _describe(error: dict, lines: KeyLines, source: str) -> str:

@@ -253,6 +253,7 @@ class PipelineWorker:
             tuple(entry.recipients),
             entry.received_at,
             message,
+            entry.trusted_path,
         )
 
     def _classify(self, inbound: Inbound) -> Inbound:
@@ -264,7 +265,8 @@ class PipelineWorker:
         runtime = self._deps.runtime
         agents = runtime.agent_emails()
         signed = tuple(read_signed(inbound.recipients, self._deps.signer, agents))
-        trusted = runtime.settings.auth.trusted_authserv_ids
+        # What the sender wrote is never read: only a trusted path's headers are the MTA's.
+        trusted = runtime.settings.auth.trusted_authserv_ids if inbound.trusted_path else ()
         check = check_agent(inbound.message, signed, agents, trusted)
         return replace(inbound, signed=signed, sender_check=check)
 

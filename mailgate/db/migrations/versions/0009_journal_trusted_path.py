@@ -1,0 +1,35 @@
+"""journal_entries.trusted_path: whether mail came by a path declared trusted
+
+Authentication-Results headers are believed only for mail that came by one of
+[auth] trusted_paths (a listener only the MTA can reach). Intake records it on the
+entry, so the pipeline decides from what is stored, on reprocessing too. Entries
+stored before have no such record and count as untrusted.
+
+Revision ID: 0009_journal_trusted_path
+Revises: 0008_nodes
+Create Date: 2026-12-09 09:00:00
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision: str = "0009_journal_trusted_path"
+down_revision: str | Sequence[str] | None = "0008_nodes"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("journal_entries", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("trusted_path", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("journal_entries", schema=None) as batch_op:
+        batch_op.drop_column("trusted_path")
