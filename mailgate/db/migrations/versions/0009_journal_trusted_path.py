@@ -24,12 +24,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("journal_entries", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("trusted_path", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # In place on both databases: a batch (copy-and-rename) on SQLite would drop the
+    # old table and, with it, every journal_raw row by ON DELETE CASCADE.
+    op.add_column(
+        "journal_entries",
+        sa.Column("trusted_path", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("journal_entries", schema=None) as batch_op:
-        batch_op.drop_column("trusted_path")
+    op.drop_column("journal_entries", "trusted_path")
