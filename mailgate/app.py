@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.config import (
     ConfigError,
+    imap_path,
     parse_listen,
 )
 from mailgate.db.migrate import upgrade
@@ -35,6 +36,7 @@ from mailgate.pipeline.worker import PipelineWorker
 from mailgate.prune import Pruner
 from mailgate.runtime import RuntimeConfig
 from mailgate.systemd import Notifier
+from mailgate.trust import is_trusted, trust_warnings
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
 from mailgate.web.timeouts import server_options
@@ -115,6 +117,8 @@ class Daemon:
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
+            for warning in trust_warnings(settings):
+                log.warning("%s", warning)
             async with asyncio.TaskGroup() as group:
                 group.create_task(workers.run(), name="workers")
                 stuck = functools.partial(self._stuck_workers, engine)
@@ -150,7 +154,14 @@ class Daemon:
         """One intake per ``[[imap]]`` mailbox; each commits its batches to ``journal``."""
         settings = self.runtime.settings
         limit = settings.smtp.max_message_bytes
-        return [ImapIntake(box, journal, node, limit) for box in settings.imap]
+        return [
+            ImapIntake(box, journal, node, limit, trusted=self._trusts(imap_path(box.name)))
+            for box in settings.imap
+        ]
+
+    def _trusts(self, path: str) -> Callable[[], bool]:
+        """Whether ``path`` is trusted, asked of the settings in force (reloads count)."""
+        return lambda: is_trusted(self.runtime.settings, path)
 
     async def _start_listeners(self, journal: Journal, registry: SessionRegistry) -> list:
         smtp = self.runtime.settings.smtp

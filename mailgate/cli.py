@@ -10,6 +10,7 @@ import sys
 
 from mailgate import __version__, cli_agent
 from mailgate.config import (
+    DELIVER_PATH,
     ConfigError,
     LoadedConfig,
     Settings,
@@ -141,6 +142,7 @@ async def _deliver_async(settings: Settings, sender: str, recipients: list[str],
     from mailgate.db.migrate import needs_upgrade, upgrade
     from mailgate.db.session import engine_for
     from mailgate.pipeline.journal import Journal
+    from mailgate.trust import is_trusted
 
     # The MTA copies what we log into its delivery reports: keep it to our own lines.
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -153,7 +155,8 @@ async def _deliver_async(settings: Settings, sender: str, recipients: list[str],
     try:
         if settings.database.auto_migrate and await needs_upgrade(engine):
             await upgrade(engine)
-        return await pipe.store(journal, sender, recipients, raw)
+        trusted = is_trusted(settings, DELIVER_PATH)
+        return await pipe.store(journal, sender, recipients, raw, trusted)
     finally:
         await journal.close()
         await engine.dispose()
@@ -179,7 +182,16 @@ def _progress_bar(done: int, total: int, width: int = 30) -> None:
 
 
 def _check_config(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from mailgate.trust import socket_gid, trust_warnings
+
     settings = loaded.settings
+    try:
+        socket_gid(settings.smtp.socket_group)
+    except ConfigError as exc:
+        print(f"{loaded.source}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    for warning in trust_warnings(settings):
+        print(f"{loaded.source}: warning: {warning}", file=sys.stderr)
     print(
         f"{loaded.source}: OK ({len(settings.routes)} routes, {len(settings.agents)} agents, "
         f"{len(settings.imap)} IMAP mailboxes)"

@@ -64,6 +64,9 @@ class Smtp(_Section):
     busy_idle_timeout_seconds: float = Field(30.0, gt=0)  # over 3/4 of max_sessions taken
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     max_recipients: int = Field(100, gt=0)
+    # The mode and group of "unix:" listeners' sockets: connecting needs write access.
+    socket_mode: str = Field("0666", pattern=r"^0?[0-7]{3}$")
+    socket_group: str = ""  # "" = the daemon's own group
 
     @field_validator("listen", "lmtp_listen")
     @classmethod
@@ -333,6 +336,9 @@ class Templates(_Section):
 
 class Auth(_Section):
     trusted_authserv_ids: list[str] = []
+    # Where Authentication-Results are believed: listener addresses as written in
+    # [smtp] listen/lmtp_listen, "deliver" (the pipe transport), "imap:NAME".
+    trusted_paths: list[str] = []
 
 
 class Spam(_Section):
@@ -466,7 +472,7 @@ def references(settings: Settings) -> list[tuple[tuple, str]]:
         if route.calendar and route.calendar not in calendars:
             problem = f"no [[calendars]] named {route.calendar!r}"
             problems.append((("routes", index, "calendar"), problem))
-    return problems + _sla_references(settings)
+    return problems + _sla_references(settings) + _trusted_path_references(settings)
 
 
 def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
@@ -487,6 +493,29 @@ def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
 def _where(loc: tuple, lines: KeyLines, source: str) -> str:
     line = lines.line_of(loc)
     return f"{source}:{line}: {dotted(loc)}" if line else f"{source}: {dotted(loc)}"
+
+
+DELIVER_PATH = "deliver"  # ``mailgate deliver``, run by the MTA's pipe transport
+
+
+def imap_path(name: str) -> str:
+    """How ``[auth] trusted_paths`` names the ``[[imap]]`` mailbox ``name``."""
+    return f"imap:{name}"
+
+
+def _trusted_path_references(settings: Settings) -> list[tuple[tuple, str]]:
+    """Each of ``[auth] trusted_paths`` must name a way mail comes in by."""
+    smtp = settings.smtp
+    known = {*smtp.listen, *smtp.lmtp_listen, DELIVER_PATH}
+    known |= {imap_path(box.name) for box in settings.imap}
+    unknown = [path for path in settings.auth.trusted_paths if path not in known]
+    if not unknown:
+        return []
+    problem = (
+        f"{', '.join(map(repr, unknown))}: not a listener address of [smtp] listen or "
+        'lmtp_listen (as written there), "deliver" or "imap:NAME" of an [[imap]] mailbox'
+    )
+    return [(("auth", "trusted_paths"), problem)]
 
 
 def _describe(error: dict, lines: KeyLines, source: str) -> str:

@@ -68,6 +68,18 @@ def test_only_the_topmost_trusted_headers_count():
     assert check.agent == "alice@example.test" and "dkim=pass" in check.how
 
 
+def test_a_failure_in_the_trusted_block_outweighs_a_pass_under_it():
+    forged = "mx.example.test; dkim=pass header.d=example.test"
+    for verdict in ("spf=fail", "spf=softfail", "dkim=temperror", "dmarc=fail", "spf=permerror"):
+        ours = f"mx.example.test; {verdict} smtp.mailfrom=alice@example.test"
+        assert not trusted_pass([ours, forged], "alice@example.test", TRUSTED), verdict
+        assert not trusted_pass([forged, ours], "alice@example.test", TRUSTED), verdict
+    neutral = "mx.example.test; spf=neutral smtp.mailfrom=example.test; iprev=fail"
+    assert trusted_pass([neutral, forged], "alice@example.test", TRUSTED)
+    below = "relay.elsewhere.test; spf=fail smtp.mailfrom=example.test"  # not ours: unread
+    assert trusted_pass([forged, below], "alice@example.test", TRUSTED)
+
+
 def test_commands_at_the_top_are_parsed_and_removed():
     parsed = parse_commands(
         "#Status On Hold\n\n#assign me\n#TAG vip\n#untag billing\nHello,\n#status ignored\n"

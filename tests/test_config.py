@@ -198,3 +198,57 @@ def test_embedded_default_starts_and_serves(tmp_path):
     assert daemon.returncode == 0, stderr
     assert (tmp_path / "var" / "mailgate.db").exists()
     assert "mailgate ready (config: embedded default)" in stderr
+
+
+TRUSTING = """
+[smtp]
+listen = ["127.0.0.1:2525"]
+lmtp_listen = ["unix:/run/mailgate/lmtp"]
+socket_mode = "{mode}"
+socket_group = "{group}"
+
+[auth]
+trusted_authserv_ids = {ids}
+trusted_paths = {paths}
+"""
+
+
+def trusting(paths='["unix:/run/mailgate/lmtp"]', ids='["mx.example.test"]', mode="0660",
+             group="mail") -> str:  # fmt: skip
+    return TRUSTING.format(paths=paths, ids=ids, mode=mode, group=group)
+
+
+def test_a_trusted_path_must_be_a_way_in():
+    settings = parse_config(trusting('["unix:/run/mailgate/lmtp", "deliver"]'), "cfg.toml")
+    assert settings.auth.trusted_paths == ["unix:/run/mailgate/lmtp", "deliver"]
+    with pytest.raises(ConfigError) as error:
+        parse_config(trusting('["lmtp:/run/mailgate/lmtp", "imap:nowhere"]'), "cfg.toml")
+    message = str(error.value)
+    assert message.startswith("cfg.toml:10: auth.trusted_paths: 'lmtp:/run/mailgate/lmtp', ")
+    assert "'imap:nowhere': not a listener address of [smtp] listen or lmtp_listen" in message
+
+
+def check(tmp_path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "mailgate.toml"
+    path.write_text(text)
+    return mailgate_cli("--config", str(path), "check-config", cwd=tmp_path)
+
+
+def test_check_config_explains_the_trust(tmp_path):
+    quiet = check(tmp_path, trusting())
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+    unread = check(tmp_path, trusting(paths="[]"))
+    assert unread.returncode == 0
+    assert "trusted_authserv_ids is set but auth.trusted_paths is empty" in unread.stderr
+    assert "Authentication-Results headers are never read" in unread.stderr
+    tcp = check(tmp_path, trusting(paths='["127.0.0.1:2525"]'))
+    assert "127.0.0.1:2525 is a TCP listener: every local user" in tcp.stderr
+    open_socket = check(tmp_path, trusting(mode="0666"))
+    assert "is a socket anyone on this machine may connect to" in open_socket.stderr
+    unused = check(tmp_path, trusting(ids="[]"))
+    assert "trusted_paths has no effect" in unused.stderr
+    no_group = check(tmp_path, trusting(group="no-such-group-here"))
+    assert no_group.returncode == 78
+    assert "smtp.socket_group: there is no group named 'no-such-group-here'" in no_group.stderr
+    wrong = check(tmp_path, trusting(paths='["127.0.0.1:8024"]'))
+    assert wrong.returncode == 78 and "auth.trusted_paths: '127.0.0.1:8024'" in wrong.stderr

@@ -194,6 +194,15 @@ def test_example_paths_match_the_unit_directories(tmp_path, unit):
 # (b) the systemd unit
 
 
+def test_example_trusts_only_the_socket_postfix_alone_may_use(tmp_path, unit):
+    settings = parse_config(example_with_local_secrets(tmp_path), "example")
+    [trusted] = settings.auth.trusted_paths
+    assert trusted in settings.smtp.lmtp_listen and isinstance(parse_listen(trusted), str)
+    assert (settings.smtp.socket_mode, settings.smtp.socket_group) == ("0660", "postfix")
+    assert service(unit, "SupplementaryGroups") == settings.smtp.socket_group
+    assert (POSTFIX / "transport").read_text().count(f"lmtp:{trusted}") == 1
+
+
 def test_unit_is_a_notify_service_with_watchdog_and_reload(unit):
     assert service(unit, "Type") == "notify"
     assert service(unit, "NotifyAccess") == "main"
@@ -298,3 +307,10 @@ def test_postfix_accepts_the_snippets(tmp_path):
         shutil.which("postmap") or "postmap", "-c", str(tmp_path), "-q", "example.com", table
     )
     assert lookup.strip() == "lmtp:unix:/run/mailgate/lmtp"
+    checks = f"regexp:{POSTFIX / 'header_checks'}"
+    forged = "Authentication-Results: mx.example.com; dkim=pass header.d=example.com"
+    postmap = shutil.which("postmap") or "postmap"
+    assert run(postmap, "-c", str(tmp_path), "-q", forged, checks).strip() == "IGNORE"
+    assert "header_checks = regexp:/etc/postfix/header_checks" in run(
+        postconf, "-c", str(tmp_path), "-n"
+    )

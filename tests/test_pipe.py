@@ -71,6 +71,16 @@ async def test_stored_message_is_exit_0_and_byte_for_byte(migrated, engine):
     assert entry.state == "pending"
 
 
+async def test_deliver_is_a_trusted_path_only_when_listed(migrated, engine):
+    """``"deliver"`` in ``[auth] trusted_paths``: its entries may be believed."""
+    args = ("--sender", "cust@client.test", "--recipient", "support@example.test")
+    assert (await deliver(migrated, MESSAGE, *args))[0] == 0
+    migrated.sections["auth"] = {"trusted_paths": ["deliver"]}
+    migrated.write()
+    assert (await deliver(migrated, MESSAGE, *args))[0] == 0
+    assert [entry.trusted_path for entry in await journal_entries(engine)] == [False, True]
+
+
 async def test_recipients_match_case_and_subaddress_and_null_sender(migrated, engine):
     recipients = ["Support+Order-42@Example.TEST", "billing@example.test"]
     args = [f"--recipient={r}" for r in recipients]

@@ -9,11 +9,16 @@ RCPT, so Postfix bounces it to the sender and nothing is stored.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.postfix import MailSink, running_postfix
-from tests.support import MailgateProcess, journal_entries
+from mailgate.db.models import Message
+from tests.postfix import MailSink, run, running_postfix, traversable
+from tests.support import MailgateProcess, daemon_running, journal_entries
+from tests.test_pipeline import settled
 
 pytestmark = pytest.mark.postfix
 
@@ -142,3 +147,46 @@ async def test_unknown_recipient_is_bounced_by_postfix_and_not_stored(
         [bounce] = [b.content for b in sink.received if final in b.content]
         assert b"Content-Type: message/delivery-status" in bounce
         assert b"Status: 5.1.1" in bounce
+
+
+ALICE = b"alice@example.test"
+HEADER_CHECKS = Path(__file__).resolve().parents[1] / "deploy" / "postfix" / "header_checks"
+
+
+async def test_postfix_on_the_trusted_socket_strips_a_forged_authentication_result(
+    setup, engine, tmp_path
+):
+    """deploy/ as it stands: Postfix drops the sender's Authentication-Results
+    (header_checks) and delivers over LMTP to the 0660 socket of its group, which
+    mailgate trusts; the forged pass never reaches the pipeline, so no agent."""
+    socket = tmp_path / "lmtp.sock"
+    setup.sections["smtp"].update(
+        lmtp_listen=[f"unix:{socket}"], socket_mode="0660", socket_group="postfix"
+    )
+    setup.sections["auth"] = {
+        "trusted_authserv_ids": ["mx.example.test"],
+        "trusted_paths": [f"unix:{socket}"],
+    }
+    setup.routes[0]["agents"] = ["alice@example.test"]
+    setup.agents = [{"email": "alice@example.test"}]
+    checks = tmp_path / "header_checks"
+    checks.write_bytes(HEADER_CHECKS.read_bytes())
+    alice = message(1, "forged", "support@example.test").replace(SENDER.encode(), ALICE)
+    forged = b"Authentication-Results: mx.example.test; dkim=pass header.d=example.test\r\n" + alice
+    async with (
+        traversable([socket]),
+        running_postfix(tmp_path, {"example.test": f"lmtp:unix:{socket}"}) as postfix,
+    ):
+        await postfix.configure({"header_checks": f"regexp:{checks}"})
+        await postfix.add_service("lmtp", "lmtp unix - - n - - lmtp")  # no chroot: the socket
+        await run("postfix", "reload")
+        async with daemon_running(setup):
+            await postfix.send("alice@example.test", ["support@example.test"], forged)
+            await postfix.wait(postfix.settled, "Postfix to deliver over the socket", 60)
+            await postfix.assert_empty()
+            [entry] = await settled(engine, 1)
+    assert entry.source == "lmtp" and entry.trusted_path
+    assert b"Authentication-Results" not in entry.raw and b"Reference forged" in entry.raw
+    async with AsyncSession(engine) as session:
+        [flag] = await session.scalars(select(Message.flag))
+    assert "not authenticated" in flag

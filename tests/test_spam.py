@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import smtplib
 import urllib.request
 from datetime import UTC, datetime
 
@@ -223,3 +224,33 @@ async def test_without_rspamd_mail_goes_on_unscored_and_is_counted(away, setup, 
     finally:
         if server is not None:
             server.close()
+
+
+def _lmtp_send(port: int, raw: bytes) -> None:
+    with smtplib.LMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail(CAROL, ["support@example.test"], raw)
+
+
+async def test_an_mtas_spam_verdict_counts_only_on_a_trusted_path(setup, smarthost, engine):
+    """The MTA's filter marked the mail as spam: on the path declared trusted that holds
+    the ticket back with no rspamd asked; the same headers handed to the public
+    listener are the sender's own word and count for nothing."""
+    _configure(setup, smarthost, "")
+    setup.sections["auth"] = {"trusted_paths": [f"127.0.0.1:{setup.lmtp_port}"]}
+    flagged = "X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=12.5 required=5.0\r\n"
+    async with daemon_running(setup):
+        await asyncio.to_thread(_lmtp_send, setup.lmtp_port, mail("From the MTA", extra=flagged))
+        await asyncio.to_thread(send, setup.smtp_port, mail("From anyone", extra=flagged))
+        await settled(engine, 2)
+        codes = await _codes(engine)
+        held, answered = codes["From the MTA"], codes["From anyone"]
+        await smarthost.wait_for(2)
+        assert await _outbox_of(engine, held) == []
+        assert sorted(await _outbox_of(engine, answered)) == [
+            "acknowledgement",
+            "agent_notification",
+        ]
+        listed = (await api_get(setup, "/api/v1/tickets", spam="true"))["tickets"]
+        assert [t["code"] for t in listed] == [held]
+        detail = await api_get(setup, f"/api/v1/tickets/{held}")
+        assert detail["messages"][0]["spam_check"]["action"] == "spam"

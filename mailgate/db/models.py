@@ -80,6 +80,8 @@ class JournalEntry(Base):
     recipients: Mapped[list[str]] = mapped_column(JSON)
     peer: Mapped[str] = mapped_column(String(255), default="")
     helo: Mapped[str] = mapped_column(String(255), default="")
+    # It came by one of [auth] trusted_paths: its Authentication-Results are the MTA's.
+    trusted_path: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     raw: Mapped[bytes] = column_property(

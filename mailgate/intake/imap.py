@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from aioimaplib import AioImapException, CommandTimeout
@@ -65,8 +65,11 @@ class ImapIntake:
         *,
         timeout: float = 30.0,
         lease_retry_seconds: float = 3.0,
+        trusted: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``trusted``: is the mailbox one of ``[auth] trusted_paths`` ("imap:NAME") now?"""
         self.config = config
+        self._trusted = trusted
         self.status = ImapStatus(config.name)
         self._journal = journal
         self._engine = journal.engine
@@ -190,6 +193,7 @@ class ImapIntake:
             recipients=(config.deliver_to,),
             raw=raw,
             peer=f"{where}/;UID={uid}",  # RFC 5092 URL: which message this was
+            trusted=self._trusted(),
         )
 
     def _report_too_big(self, too_big: Sequence[tuple[int, int]]) -> None:

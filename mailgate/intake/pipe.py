@@ -40,10 +40,14 @@ def refusal(
     return None
 
 
-async def store(journal: Journal, sender: str, recipients: Sequence[str], raw: bytes) -> int:
-    """Journal one piped message; the exit code for the MTA."""
+async def store(
+    journal: Journal, sender: str, recipients: Sequence[str], raw: bytes, trusted: bool = False
+) -> int:
+    """Journal one piped message (``trusted``: "deliver" is one of ``[auth]
+    trusted_paths``); the exit code for the MTA."""
+    arrival = Arrival("pipe", sender, tuple(recipients), raw, trusted=trusted)
     try:
-        entry_id = await journal.store(Arrival("pipe", sender, tuple(recipients), raw))
+        entry_id = await journal.store(arrival)
     except JournalUnavailable as exc:
         log.error("4.3.0 could not store the message, try again later: %s", exc)
         return EX_TEMPFAIL

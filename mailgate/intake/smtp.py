@@ -22,6 +22,7 @@ from mailgate.intake.sessions import AdmittedSession, SessionRegistry
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
 from mailgate.pipeline.parse import is_empty
 from mailgate.runtime import RuntimeConfig
+from mailgate.trust import is_trusted, socket_gid
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,16 @@ _PLAUSIBLE_ADDRESS = re.compile(r"^[^\s<>]+@[^\s<>@]+$")
 
 
 class IntakeHandler:
-    """aiosmtpd handler: accept our recipients, journal the message, then answer."""
+    """aiosmtpd handler: accept our recipients, journal the message, then answer.
 
-    def __init__(self, runtime: RuntimeConfig, journal: Journal, source: str) -> None:
+    ``listen`` is the listener's address as configured: whether it is one of ``[auth]
+    trusted_paths`` is asked per message, so a reload takes effect at once."""
+
+    def __init__(self, runtime: RuntimeConfig, journal: Journal, source: str, listen: str) -> None:
         self._runtime = runtime
         self._journal = journal
         self._source = source
+        self._listen = listen
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options
@@ -76,6 +81,7 @@ class IntakeHandler:
             raw=envelope.original_content or b"",
             peer=_peer_text(session.peer),
             helo=session.host_name or "",
+            trusted=is_trusted(self._runtime.settings, self._listen),
         )
         try:
             entry_id = await self._journal.store(arrival)
@@ -128,7 +134,7 @@ async def start_listener(
 ) -> asyncio.AbstractServer:
     """Bind one SMTP or LMTP listener (``HOST:PORT`` or ``unix:/path``)."""
     config = runtime.settings.smtp
-    handler = IntakeHandler(runtime, journal, protocol)
+    handler = IntakeHandler(runtime, journal, protocol, listen)
     session_class = LmtpSession if protocol == "lmtp" else SmtpSession
     tls = tls_context(config) if protocol == "smtp" else None
     loop = asyncio.get_running_loop()
@@ -148,12 +154,27 @@ async def start_listener(
 
     where = parse_listen(listen)
     if isinstance(where, str):
-        _remove_stale_socket(where)
-        server = await loop.create_unix_server(factory, where)
-        os.chmod(where, 0o666)  # access is governed by the directory's permissions
+        server = await _bind_unix(factory, where, config)
     else:
         server = await loop.create_server(factory, where[0], where[1], reuse_address=True)
     log.info("%s listening on %s", protocol.upper(), listen)
+    return server
+
+
+async def _bind_unix(factory, path: str, config: Smtp) -> asyncio.AbstractServer:
+    """Listen on the unix socket ``path`` with ``[smtp] socket_group`` and
+    ``socket_mode``: connecting needs write access, so "0660" with the MTA's group
+    lets the MTA in and keeps local users out."""
+    gid = socket_gid(config.socket_group)  # before binding: a bad name binds nothing
+    _remove_stale_socket(path)
+    server = await asyncio.get_running_loop().create_unix_server(factory, path)
+    try:
+        if gid is not None:
+            os.chown(path, -1, gid)
+        os.chmod(path, int(config.socket_mode, 8))
+    except OSError:
+        server.close()
+        raise
     return server
 
 

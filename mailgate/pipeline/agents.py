@@ -5,10 +5,15 @@ MTA in front of us vouches for it: an ``Authentication-Results`` header from one
 ``[auth] trusted_authserv_ids`` saying DKIM passed for the agent's domain
 (``header.d``/``header.i``) or SPF passed for it (``smtp.mailfrom``).
 
-Only the headers at the very top count, while they come from a trusted id: our MTA
-adds its own above everything the sender wrote, so a forged header further down is
-never read. (The MTA should also strip headers that claim its own authserv-id, as
-RFC 8601 asks.) Anything else that names an agent is an outside message, flagged.
+Those headers are read only for mail that came by a path the admin declared trusted
+(``[auth] trusted_paths``: a listener only the MTA can reach, recorded on the journal
+entry); on any other path whoever sent the mail wrote them. Even then, only the
+contiguous headers at the very top count, while they come from a trusted id: our MTA
+adds its own above everything the sender wrote, so a forged header under a foreign one
+is never read. A forged header straight under ours looks like ours, so a failure
+anywhere in that block (``spf=fail``, ``dkim=temperror``...) outweighs any pass in it.
+(The MTA should also strip headers that claim its own authserv-id, as RFC 8601
+section 5 asks.) Anything else that names an agent is an outside message, flagged.
 Pure: no I/O.
 """
 
@@ -24,6 +29,10 @@ from mailgate.signing import SignedReply
 
 # Where each method names the domain it vouches for.
 _DOMAIN_PROPERTIES = {"dkim": (("header", "d"), ("header", "i")), "spf": (("smtp", "mailfrom"),)}
+# Results of these methods that say the sender's identity did not check out (or could
+# not be checked: a DNS timeout is no proof either). "hardfail" is RFC 5451's SPF word.
+_IDENTITY_METHODS = {"dkim", "spf", "dmarc"}
+_NEGATIVE = {"fail", "softfail", "hardfail", "permerror", "temperror", "policy"}
 
 
 @dataclass(frozen=True)
@@ -70,17 +79,32 @@ def check_agent(
 
 
 def trusted_pass(values: Sequence[str], sender: str, trusted_ids: Iterable[str]) -> str | None:
-    """Which topmost trusted header says DKIM or SPF passed for ``sender``'s domain."""
+    """Which topmost trusted header says DKIM or SPF passed for ``sender``'s domain;
+    None if none does, or if any header of that block reports a failure."""
     domain = sender.rpartition("@")[2]
-    trusted = {authserv_id.lower() for authserv_id in trusted_ids}
-    for value in values:  # top first; stop at the first one not ours
+    block = _trusted_block(values, {authserv_id.lower() for authserv_id in trusted_ids})
+    results = [(header, result) for header in block for result in header.results]
+    if any(_negative(result) for _, result in results):
+        return None
+    for header, result in results:
+        if result.result.lower() == "pass" and domain in _domains(result):
+            return f"{result.method}=pass for {domain} ({header.authserv_id})"
+    return None
+
+
+def _trusted_block(values: Sequence[str], trusted: set[str]) -> list:
+    """The parsed headers at the top (first) while each is from a ``trusted`` id."""
+    block = []
+    for value in values:
         header = _parse(value)
         if header is None or header.authserv_id.lower() not in trusted:
-            return None
-        for result in header.results:
-            if result.result.lower() == "pass" and domain in _domains(result):
-                return f"{result.method}=pass for {domain} ({header.authserv_id})"
-    return None
+            break
+        block.append(header)
+    return block
+
+
+def _negative(result) -> bool:
+    return result.method.lower() in _IDENTITY_METHODS and result.result.lower() in _NEGATIVE
 
 
 def _parse(value: str):

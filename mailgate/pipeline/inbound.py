@@ -22,6 +22,7 @@ class Inbound:
     recipients: tuple[str, ...]
     received_at: datetime
     message: ParsedMessage
+    trusted_path: bool = False  # came by a path whose Authentication-Results we believe
     verdicts: tuple[Verdict, ...] = ()
     signed: tuple[SignedReply, ...] = ()  # recipients that are our signed addresses
     sender_check: AgentCheck = NOT_AN_AGENT  # is the sender an authenticated agent?

@@ -44,6 +44,7 @@ class Arrival:
     raw: bytes
     peer: str = ""
     helo: str = ""
+    trusted: bool = False  # came by one of [auth] trusted_paths (mailgate/trust.py)
 
 
 class JournalUnavailable(Exception):
@@ -213,6 +214,7 @@ def entry_rows(arrivals: Sequence[Arrival]) -> list[dict]:
             "recipients": list(a.recipients),
             "peer": a.peer[:255],
             "helo": a.helo[:255],
+            "trusted_path": a.trusted,
             "size": len(a.raw),
             "sha256": hashlib.sha256(a.raw).hexdigest(),
             "raw": a.raw,

@@ -46,6 +46,7 @@ from mailgate.pipeline.known import Known
 from mailgate.pipeline.parse import parse
 from mailgate.pipeline.route import Assigner, route_for
 from mailgate.pipeline.spam import check_entries
+from mailgate.pipeline.spam_headers import header_verdict
 from mailgate.pipeline.thread import find_thread, read_signed
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
@@ -213,16 +214,26 @@ class PipelineWorker:
         """Ask the spam engine about customer mail (neither agents' mail nor bounces of
         ours, which run alone, nor automatic mail, which is never answered anyway), all
         at once and outside any transaction. A check that fails lets the mail go on."""
-        settings = self._deps.runtime.settings.spam
+        settings = self._deps.runtime.settings
         wanted = [
             i for i, (inbound, alone) in enumerate(ready) if not alone and not inbound.automatic
         ]
-        if not settings.rspamd_url or not wanted:
-            return ready
-        by_id = {entry.id: entry for entry in entries}
-        asked = [by_id[ready[i][0].entry_id] for i in wanted]
         checked = list(ready)
-        for i, verdict in zip(wanted, await check_entries(settings, asked), strict=True):
+        ask = []
+        for i in wanted:  # the MTA's own filter may have spoken already
+            inbound, alone = ready[i]
+            said = header_verdict(
+                inbound.message, inbound.trusted_path, settings.auth.trusted_authserv_ids
+            )
+            if said is None:
+                ask.append(i)
+            else:
+                checked[i] = (replace(inbound, spam=said), alone)
+        if not settings.spam.rspamd_url or not ask:
+            return checked
+        by_id = {entry.id: entry for entry in entries}
+        asked = [by_id[ready[i][0].entry_id] for i in ask]
+        for i, verdict in zip(ask, await check_entries(settings.spam, asked), strict=True):
             inbound, alone = ready[i]
             checked[i] = (replace(inbound, spam=verdict), alone)
         return checked
@@ -278,6 +289,7 @@ class PipelineWorker:
             tuple(entry.recipients),
             entry.received_at,
             message,
+            entry.trusted_path,
         )
 
     async def _classify(self, inbound: Inbound, raw: bytes) -> Inbound:
@@ -291,7 +303,8 @@ class PipelineWorker:
         runtime = self._deps.runtime
         agents = runtime.agent_emails()
         signed = tuple(read_signed(inbound.recipients, self._deps.signer, agents))
-        trusted = runtime.settings.auth.trusted_authserv_ids
+        # What the sender wrote is never read: only a trusted path's headers are the MTA's.
+        trusted = runtime.settings.auth.trusted_authserv_ids if inbound.trusted_path else ()
         check = check_agent(inbound.message, signed, agents, trusted)
         return replace(inbound, signed=signed, sender_check=check)
 
