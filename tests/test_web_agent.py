@@ -225,7 +225,7 @@ async def test_an_agent_attachment_reaches_the_customer_under_a_safe_name(
         "files",
         b"<p>report</p>",
         filename="../../<svg onload=alert(1)>.html",
-        content_type="text/html",
+        content_type="text/html; name=evil.exe",
     )
     status, _, _ = await alice.post(f"{page}/reply", form, csrf_from=page)
     assert status == 303
@@ -238,6 +238,7 @@ async def test_an_agent_attachment_reaches_the_customer_under_a_safe_name(
     [attached] = reply.iter_attachments()
     assert attached.get_filename() == "_svg onload=alert(1)_.html"
     assert attached.get_content() == "<p>report</p>"
+    assert attached.get_content_type() == "text/html" and "evil" not in str(attached)
     async with sessions(engine)() as session:
         stored = set(await session.scalars(select(Attachment.filename)))
     assert stored == {"_svg onload=alert(1)_.html"}

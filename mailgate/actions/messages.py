@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import make_msgid
@@ -31,6 +32,8 @@ from mailgate.db.models import Message, Participant, ThreadRef, Ticket
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import InReplyTo, NewAttachment, Reply
 from mailgate.pipeline.parse import safe_filename
+
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&.+^_-]*/[a-z0-9][a-z0-9!#$&.+^_-]*")
 
 
 async def agent_reply(
@@ -108,12 +111,17 @@ async def add_note(
 
 
 def _safe_names(attachments: Sequence[NewAttachment]) -> tuple[NewAttachment, ...]:
-    """``attachments`` under safe file names: a browser or mail program chose them
-    (``../../x.html`` and worse), and they go out to customers and other agents."""
-    return tuple(
-        dataclasses.replace(item, filename=safe_filename(item.filename, n, item.content_type))
-        for n, item in enumerate(attachments, 1)
-    )
+    """``attachments`` under safe file names and plain content types: a browser or
+    mail program chose them (``../../x.html``, ``text/html; name=x.exe``), and they go
+    out to customers and other agents."""
+    safe = []
+    for n, item in enumerate(attachments, 1):
+        content_type = item.content_type.partition(";")[0].strip().lower()
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            content_type = "application/octet-stream"
+        name = safe_filename(item.filename, n, content_type)
+        safe.append(dataclasses.replace(item, filename=name, content_type=content_type))
+    return tuple(safe)
 
 
 def _not_empty(text: str, attachments: Sequence[NewAttachment]) -> None:
