@@ -17,21 +17,20 @@ network), so throttled passwords never stop a link. A link goes to the agent's o
 mailbox, so a stranger asking for many gains nothing: they fill the agent's inbox
 with links that work, and only for the agent.
 
-A client network is the /24 of an IPv4 address and the /64 of an IPv6 one (one
-household, office or cloud customer usually holds one). mailgate has no notion of a
-trusted proxy, so the client is the peer of the connection: behind a reverse proxy
+A client network is a /24 or a /64 (``mailgate.networks``). mailgate has no notion of
+a trusted proxy, so the client is the peer of the connection: behind a reverse proxy
 every client shares the proxy's network.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from mailgate.config import Web, parse_rate
 from mailgate.db.session import sessions
+from mailgate.networks import ip_of, network_of
 from mailgate.outbox.ratelimit import Limit, take
 from mailgate.web.keys import CONTEXT
 
@@ -40,16 +39,10 @@ _MAX_EMAIL_IN_KEY = 320
 
 
 def client_network(remote: str | None) -> str:
-    """The network the client ``remote`` belongs to: ``"192.0.2.0/24"``,
-    ``"2001:db8:1:2::/64"``; an address that is not an IP (a unix socket) as is."""
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:
-        return remote or "local"
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
-    return str(ipaddress.ip_network((address, prefix), strict=False))
+    """The network ``remote`` belongs to (``networks.network_of``); something that is
+    not an IP address (a unix socket) counts as is."""
+    address = ip_of(remote or "")
+    return network_of(address) if address else remote or "local"
 
 
 def password_limits(settings: Web, email: str, network: str) -> list[Limit]:
