@@ -1,7 +1,8 @@
 """Agents' web passwords, hashed with argon2; who is an agent is up to the config.
 
 The ``agent_accounts`` table only holds credentials. An address that is no longer
-among the config's ``[[agents]]`` cannot sign in, whatever its row says.
+among the config's ``[[agents]]`` cannot sign in, whatever its row says. Every
+password set goes through ``check_password`` first.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from datetime import UTC, datetime
+from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,7 +25,34 @@ _DUMMY_PASSWORD = "mailgate-no-such-account"
 
 
 class PasswordError(ValueError):
-    """A password that cannot be used (too short...)."""
+    """A password that cannot be used; the message says why, to the one choosing it."""
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The passwords guessed first (``common_passwords.txt``), in lower case."""
+    text = resources.files("mailgate").joinpath("common_passwords.txt").read_text("utf-8")
+    return frozenset(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+def check_password(password: str, email: str) -> None:
+    """Raise PasswordError if ``password`` is too easy to guess for ``email``."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PasswordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    folded, address = password.strip().casefold(), email.strip().casefold()
+    if not folded:
+        raise PasswordError("a password cannot be only spaces")
+    if len(set(folded)) == 1:
+        raise PasswordError("a password cannot be one character repeated")
+    if folded in {address, address.rpartition("@")[0]}:
+        raise PasswordError("a password cannot be the agent's address or the part before the @")
+    if folded in common_passwords():
+        raise PasswordError(
+            "that password is on the list of the most common ones, which are guessed first; "
+            "choose another"
+        )
 
 
 class Passwords:
@@ -37,8 +66,6 @@ class Passwords:
         return self._hasher.hash(_DUMMY_PASSWORD)
 
     def hash(self, password: str) -> str:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise PasswordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
         return self._hasher.hash(password)
 
     def matches(self, stored: str | None, password: str) -> bool:
@@ -51,7 +78,10 @@ class Passwords:
 async def set_password(
     session: AsyncSession, passwords: Passwords, email: str, password: str | None
 ) -> None:
-    """Store (or, with ``None``, clear) the password of ``email``."""
+    """Store (or, with ``None``, clear) the password of ``email``; PasswordError if
+    ``check_password`` refuses it."""
+    if password is not None:
+        check_password(password, email)
     hashed = passwords.hash(password) if password is not None else None
     account = await session.get(AgentAccount, email.lower())
     now = datetime.now(UTC)

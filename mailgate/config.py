@@ -123,9 +123,11 @@ class Web(_Section):
     # a request body this long after its head.
     header_timeout_seconds: float = Field(10.0, gt=0)
     body_timeout_seconds: float = Field(60.0, gt=0)
-    # Sign-in attempts (passwords and login links) per address and per client IP.
-    login_rate_limit: str = Field("10/15m", pattern=r"^\d+/\d+[smhd]$")
-    login_ip_rate_limit: str = Field("30/15m", pattern=r"^\d+/\d+[smhd]$")
+    # Sign-in attempts (web/login_limits.py): per address from one client network
+    # (/24, /64), per client network, and per address from everywhere (passwords only).
+    login_rate_limit: str = Field("10/15m", pattern=RATE)
+    login_ip_rate_limit: str = Field("30/15m", pattern=RATE)
+    login_account_rate_limit: str = Field("200/1h", pattern=RATE)
     form_rate_limit: str = Field("5/1h", pattern=RATE)  # web form, per email address
     form_ip_rate_limit: str = Field("20/1h", pattern=RATE)  # web form and portal, per IP
 

@@ -33,6 +33,7 @@ def longest_look_back(settings: Settings) -> timedelta:
     rates = (
         web.login_rate_limit,
         web.login_ip_rate_limit,
+        web.login_account_rate_limit,
         web.form_rate_limit,
         web.form_ip_rate_limit,
         tickets.ack_rate_limit,

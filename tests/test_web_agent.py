@@ -10,13 +10,14 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
-from mailgate.db.models import AuditEvent, Message, Ticket, TicketTag
+from mailgate.db.models import Attachment, AuditEvent, Message, Ticket, TicketTag
 from mailgate.db.session import sessions
-from tests.support import MailgateProcess
-from tests.test_pipeline import mail, send, settled
+from tests.support import MailgateProcess, wait_until
+from tests.test_pipeline import mail, send, sent_to, settled
 from tests.web import WebClient, codes_on, give_password, with_agents
 
 PASSWORD = "correct horse battery"
@@ -211,6 +212,36 @@ async def test_attachment_and_eml_downloads(daemon, engine, signed_in):
         assert status == 303  # not signed in
     finally:
         await bob.close()
+
+
+async def test_an_agent_attachment_reaches_the_customer_under_a_safe_name(
+    daemon, engine, smarthost, signed_in
+):
+    [code] = await deliver(daemon, engine, (mail("Printer on fire"), "support@example.test"))
+    alice, page = await signed_in("alice"), f"/tickets/{code}"
+    form = aiohttp.FormData(quote_fields=False)  # the name as a browser sends it
+    form.add_field("text", "The report is attached.")
+    form.add_field(
+        "files",
+        b"<p>report</p>",
+        filename="../../<svg onload=alert(1)>.html",
+        content_type="text/html; name=evil.exe",
+    )
+    status, _, _ = await alice.post(f"{page}/reply", form, csrf_from=page)
+    assert status == 303
+
+    async def replies():
+        sent = sent_to(smarthost, "carol@client.test")
+        return [m.message for m in sent if "The report is attached." in m.raw.decode()]
+
+    [reply] = await wait_until(replies, "the reply with its attachment")
+    [attached] = reply.iter_attachments()
+    assert attached.get_filename() == "_svg onload=alert(1)_.html"
+    assert attached.get_content() == "<p>report</p>"
+    assert attached.get_content_type() == "text/html" and "evil" not in str(attached)
+    async with sessions(engine)() as session:
+        stored = set(await session.scalars(select(Attachment.filename)))
+    assert stored == {"_svg onload=alert(1)_.html"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from mailgate.config import LoadedConfig, parse_config
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import OutboxItem
+from mailgate.db.models import AgentAccount, OutboxItem
 from mailgate.db.session import sessions
 from mailgate.outbox.compose import Composer
 from mailgate.outbox.templates import MailTemplates
@@ -81,6 +81,22 @@ async def test_cli_agent_add_prints_the_config_block_for_an_unknown_address(daem
         cli, daemon.setup, "agent", "passwd", "budi@example.test", stdin="short\n"
     )
     assert short.returncode == 1 and "at least 10 characters" in short.stderr
+
+
+async def test_cli_refuses_passwords_that_are_easy_to_guess(daemon, engine):
+    for weak, reason in (
+        (" " * 12, "a password cannot be only spaces"),
+        ("x" * 12, "a password cannot be one character repeated"),
+        ("QwertyUiop", "that password is on the list of the most common ones"),
+        ("bismillah123", "that password is on the list of the most common ones"),
+        ("Alice@Example.test", "a password cannot be the agent's address"),
+    ):
+        done = await asyncio.to_thread(
+            cli, daemon.setup, "agent", "passwd", "alice@example.test", stdin=weak + "\n"
+        )
+        assert done.returncode == 1 and f"mailgate: {reason}" in done.stderr, (weak, done.stderr)
+    async with sessions(engine)() as session:
+        assert await session.get(AgentAccount, "alice@example.test") is None  # nothing stored
 
 
 async def test_an_address_outside_the_config_cannot_sign_in(daemon, client, engine):

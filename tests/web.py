@@ -17,10 +17,15 @@ CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 class WebClient:
     """Talks to a daemon's web port like a browser with cookies, over plain HTTP."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str | None = None) -> None:
+        """``source``: the loopback address to connect from (127.0.0.0/8 is all ours),
+        so the daemon sees the client on another network."""
         self.base = f"http://127.0.0.1:{port}"
+        connector = aiohttp.TCPConnector(local_addr=(source, 0) if source else None)
         # unsafe=True: keep cookies of an IP address host (127.0.0.1).
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.http = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
 
     async def close(self) -> None:
         await self.http.close()

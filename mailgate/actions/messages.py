@@ -1,13 +1,16 @@
 """Agent replies (relayed to the customer and the CC participants) and internal notes.
 
-Both store a Message on the ticket with its attachments; a reply made from mail keeps
+Both store a Message on the ticket with its attachments, under names made safe the
+way customers' are (``safe_filename``); a reply made from mail keeps
 the agent's own Message-ID (and content fingerprint), so a second delivery of that
 mail is recognised as a duplicate and never relayed twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import make_msgid
@@ -28,6 +31,9 @@ from mailgate.actions.notify import involved_agents, notify_agents
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import InReplyTo, NewAttachment, Reply
+from mailgate.pipeline.parse import safe_filename
+
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&.+^_-]*/[a-z0-9][a-z0-9!#$&.+^_-]*")
 
 
 async def agent_reply(
@@ -43,7 +49,7 @@ async def agent_reply(
     content_sha256: str = "",
 ) -> Message:
     """Relay ``agent``'s answer to the customer and the CC participants."""
-    agent = known_agent(ctx.runtime, agent)
+    agent, attachments = known_agent(ctx.runtime, agent), _safe_names(attachments)
     _not_empty(text, attachments)
     now = datetime.now(UTC)
     route = route_of(ctx.runtime, ticket)
@@ -77,7 +83,7 @@ async def add_note(
     content_sha256: str = "",
 ) -> Message:
     """An internal note: the other agents on the ticket hear of it, the customer never."""
-    agent = known_agent(ctx.runtime, agent)
+    agent, attachments = known_agent(ctx.runtime, agent), _safe_names(attachments)
     _not_empty(text, attachments)
     now = datetime.now(UTC)
     route = route_of(ctx.runtime, ticket)
@@ -102,6 +108,20 @@ async def add_note(
         now,
     )
     return message
+
+
+def _safe_names(attachments: Sequence[NewAttachment]) -> tuple[NewAttachment, ...]:
+    """``attachments`` under safe file names and plain content types: a browser or
+    mail program chose them (``../../x.html``, ``text/html; name=x.exe``), and they go
+    out to customers and other agents."""
+    safe = []
+    for n, item in enumerate(attachments, 1):
+        content_type = item.content_type.partition(";")[0].strip().lower()
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            content_type = "application/octet-stream"
+        name = safe_filename(item.filename, n, content_type)
+        safe.append(dataclasses.replace(item, filename=name, content_type=content_type))
+    return tuple(safe)
 
 
 def _not_empty(text: str, attachments: Sequence[NewAttachment]) -> None:

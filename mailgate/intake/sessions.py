@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiosmtpd.smtp import SMTP
 
 from mailgate.config import Smtp
+from mailgate.networks import IPAddress, ip_of, network_of
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ TOO_MANY_FROM_CLIENT = b"421 4.7.0 Too many connections from your address, try a
 TOO_MANY_FROM_NETWORK = b"421 4.7.0 Too many connections from your network, try again later\r\n"
 IDLE = b"421 4.4.2 Idle too long, closing connection\r\n"
 BUSY_SHARE = 0.75  # with more of max_sessions taken, idle sessions get the busy timeout
-NETWORK_PREFIX = {4: 24, 6: 64}
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,7 @@ def peer_address(peer: object) -> IPAddress | None:
     """The address of a TCP peer (IPv4-mapped IPv6 as IPv4); None on a unix socket."""
     if not (isinstance(peer, tuple) and peer and peer[0]):
         return None
-    address = ipaddress.ip_address(str(peer[0]).partition("%")[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
+    return ip_of(str(peer[0]))
 
 
 @dataclass
@@ -68,8 +64,7 @@ class SessionRegistry:
         address = peer_address(peer)
         if address is None or any(address in network for network in self._uncapped):
             return None
-        network = ipaddress.ip_network((address, NETWORK_PREFIX[address.version]), strict=False)
-        return Client(str(address), str(network))
+        return Client(str(address), network_of(address))
 
     def admit(self, protocol: SMTP, client: Client | None) -> bytes | None:
         """Register the session; or, over a limit, the 421 reply that refuses it."""

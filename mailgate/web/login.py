@@ -1,23 +1,20 @@
 """Signing in and out: a password, or a one-time link sent to the agent's mailbox.
 
-Both are rate-limited per address and per client address (``[web]
-login_rate_limit``, ``login_ip_rate_limit``), counted in the database so every node
-agrees. A login link is confirmed with a button, not by opening it: mail scanners
-that fetch every link must not use it up.
+Both are rate-limited, each under keys of its own (``login_limits``: per address and
+client network), counted in the database so every node agrees. A login link is
+confirmed with a button, not by opening it: mail scanners that fetch every link must
+not use it up.
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from mailgate.accounts import password_matches
-from mailgate.config import Route, parse_rate
+from mailgate.config import Route
 from mailgate.db.session import sessions
 from mailgate.outbox.queue import enqueue_outgoing
-from mailgate.outbox.ratelimit import take
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.auth import (
     SESSION_COOKIE,
@@ -26,6 +23,7 @@ from mailgate.web.auth import (
     set_cookie,
 )
 from mailgate.web.keys import CONTEXT, PASSWORDS
+from mailgate.web.login_limits import link_limits, password_limits, throttled
 from mailgate.web.pages import see_other
 from mailgate.web.redirects import local_path
 from mailgate.web.sessions import (
@@ -53,7 +51,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     email = str(form.get("email", "")).strip().lower()
     next_path = str(form.get("next", "/"))
-    if await _throttled(request, email):
+    if await throttled(request, password_limits, email):
         return _login_page(request, next_path, 429, email=email, error="too_many")
     context = request.app[CONTEXT]
     async with sessions(context.engine)() as session:
@@ -76,23 +74,12 @@ async def _signed_in(request: web.Request, email: str, next_path: str) -> web.St
     return response
 
 
-async def _throttled(request: web.Request, email: str) -> bool:
-    """Count this attempt; True if the address or the client is over its limit."""
-    limits = request.app[CONTEXT].runtime.settings.web
-    keys = [
-        (f"login:{email}", parse_rate(limits.login_rate_limit)),
-        (f"login-ip:{request.remote}", parse_rate(limits.login_ip_rate_limit)),
-    ]
-    async with sessions(request.app[CONTEXT].engine).begin() as session:
-        return await take(session, keys, datetime.now(UTC)) is not None
-
-
 async def request_link(request: web.Request) -> web.StreamResponse:
     """Mail a login link to an agent's address; the answer never says who is an agent."""
     form = await request.post()
     email = str(form.get("email", "")).strip().lower()
     next_path = str(form.get("next", "/"))
-    if await _throttled(request, email):
+    if await throttled(request, link_limits, email):
         return _login_page(request, next_path, 429, email=email, error="too_many")
     context = request.app[CONTEXT]
     agent = agent_session(context.runtime, email)
