@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import ssl
 import stat
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailgate.addresses import envelope_sender, mailbox
 from mailgate.config import Smtp, parse_listen
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
 from mailgate.pipeline.parse import is_empty
@@ -29,8 +29,7 @@ TEMPFAIL = "451 4.3.0 Could not store the message, please try again later"
 EMPTY = "554 5.6.0 Message is empty"
 SHUTDOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
-# Lenient on purpose (quoted local parts, IDNs), but not on brackets or blanks.
-_PLAUSIBLE_ADDRESS = re.compile(r"^[^\s<>]+@[^\s<>@]+$")
+NULL_SENDER = "<>"  # aiosmtpd needs a non-empty sender until DATA
 
 
 class IntakeHandler:
@@ -44,19 +43,20 @@ class IntakeHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options
     ) -> str:
-        # "<>" is the null sender of bounces; aiosmtpd needs it non-empty until DATA.
-        if address != "<>" and not _PLAUSIBLE_ADDRESS.match(address):
+        sender = envelope_sender(address)  # aiosmtpd has read the path, quotes kept
+        if sender is None:
             return f"553 5.1.7 <{address}>: bad sender address syntax"
-        envelope.mail_from = address
+        envelope.mail_from = sender or NULL_SENDER
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options
     ) -> str:
-        if not self._runtime.routes.is_ours(address):
+        recipient = mailbox(address)
+        if not self._runtime.routes.is_ours(recipient):
             return f"550 5.1.1 <{address}>: no such mailbox here"
-        envelope.rcpt_tos.append(address)
+        envelope.rcpt_tos.append(recipient)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -68,7 +68,7 @@ class IntakeHandler:
         """Journal the message; the status that says whether it was stored."""
         arrival = Arrival(
             source=self._source,
-            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
             recipients=tuple(envelope.rcpt_tos),
             raw=envelope.original_content or b"",
             peer=_peer_text(session.peer),
