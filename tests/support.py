@@ -65,6 +65,8 @@ def free_port() -> int:
 
 
 def toml_value(value) -> str:
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
@@ -106,6 +108,7 @@ class MailgateSetup:
         ]
         self.agents: list[dict] = []
         self.imap: list[dict] = []  # [[imap]] mailboxes (issue 5)
+        self.statuses: list[dict] = []  # [[tickets.statuses]]; empty: the default set
 
     @property
     def config_path(self) -> Path:
@@ -117,7 +120,13 @@ class MailgateSetup:
             lines.append(f"[{name}]")
             lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
             lines.append("")
-        for table, items in (("routes", self.routes), ("agents", self.agents), ("imap", self.imap)):
+        tables = {
+            "routes": self.routes,
+            "agents": self.agents,
+            "imap": self.imap,
+            "tickets.statuses": self.statuses,
+        }
+        for table, items in tables.items():
             for item in items:
                 lines.append(f"[[{table}]]")
                 lines += [f"{key} = {toml_value(value)}" for key, value in item.items()]

@@ -103,13 +103,16 @@ class Composer:
             "acknowledgement", ticket, route, parent, customer_name, "auto-replied"
         )
 
-    def solved(self, ticket: Ticket, route: Route, parent: InReplyTo) -> Outgoing:
-        """Tells the customer their ticket is solved, and that a reply reopens it."""
+    def solved(self, ticket: Ticket, route: Route, parent: InReplyTo, status_name: str) -> Outgoing:
+        """Tells the customer their ticket is solved (``status_name``: its status as the
+        customer reads it), and that a reply reopens it."""
         return self._to_customer(
-            "solved", ticket, route, parent, ticket.customer_name, "auto-generated"
+            "solved", ticket, route, parent, ticket.customer_name, "auto-generated", status_name
         )
 
-    def _to_customer(self, kind, ticket, route, parent, customer_name, auto) -> Outgoing:
+    def _to_customer(
+        self, kind, ticket, route, parent, customer_name, auto, status_name=""
+    ) -> Outgoing:
         mail = self._templates.render(
             kind,
             route.locale,
@@ -117,6 +120,7 @@ class Composer:
             customer_name=customer_name,
             portal_url=self.portal_url(ticket.code),
             team_name=team_name(route),
+            status_name=status_name,
         )
         head, message_id = self._headers(ticket, route, mail.subject, parent, auto)
         head.mailboxes("To", [(ticket.customer_email, customer_name)])

@@ -1,16 +1,18 @@
 """Mail templates: Jinja2 files ``<locale>/<kind>.txt`` whose first line is the Subject.
 
 An admin's directory (``[templates] directory``) is searched first, so a single file
-can be overridden; the built-in templates ship in ``templates/mail``.
+can be overridden; the built-in templates ship in ``templates/mail``. The directory is
+read from the current settings, and an override added later is found (``resources``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jinja2
 
-from mailgate.resources import builtin_templates
+from mailgate.resources import OverridableLoader, builtin_templates
 
 FALLBACK_LOCALE = "en"
 
@@ -22,10 +24,10 @@ class RenderedMail:
 
 
 class MailTemplates:
-    def __init__(self, admin_directory: str = "") -> None:
-        search = [admin_directory] if admin_directory else []
+    def __init__(self, admin_directory: Callable[[], str] = str) -> None:
+        """``admin_directory`` gives the admin's directory of the moment ("" for none)."""
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([*search, str(builtin_templates("mail"))]),
+            loader=OverridableLoader(admin_directory, builtin_templates("mail")),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,  # plain-text mail; the web escapes on display
