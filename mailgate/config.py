@@ -13,7 +13,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -105,7 +105,7 @@ class Status(_Section):
     category: StatusCategory
     # The name customers read in mail of a route's locale, e.g. { id = "Selesai" };
     # without one, they read ``name``.
-    labels: dict[Locale, str] = {}
+    labels: dict[Locale, Annotated[str, Field(min_length=1, max_length=32)]] = {}
 
 
 DEFAULT_STATUSES = [
