@@ -161,6 +161,7 @@ def mailgate_config(directory: Path, smtp: int, web: int, smarthost: int | None)
         listen = ["127.0.0.1:{smtp}"]
         max_sessions = 1000
         max_sessions_per_client = 1000
+        max_sessions_per_network = 1000
         [web]
         listen = "127.0.0.1:{web}"
         secret_key = "bench"

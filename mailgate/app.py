@@ -27,7 +27,8 @@ from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
 from mailgate.health import node_rows, stuck_workers
 from mailgate.intake.imap import ImapIntake
-from mailgate.intake.smtp import SessionRegistry, start_listener
+from mailgate.intake.sessions import SessionRegistry
+from mailgate.intake.smtp import start_listener
 from mailgate.pipeline.journal import Journal
 from mailgate.pipeline.reprocess import reprocess as reprocess_entries
 from mailgate.pipeline.worker import PipelineWorker
@@ -36,6 +37,7 @@ from mailgate.runtime import RuntimeConfig
 from mailgate.systemd import Notifier
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
+from mailgate.web.timeouts import server_options
 from mailgate.work import WORKER_GRACE_SECONDS, apply_config, heartbeat, pipeline_deps
 from mailgate.workers import Workers
 
@@ -107,9 +109,7 @@ class Daemon:
             )
             web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
-            registry = SessionRegistry(
-                settings.smtp.max_sessions, settings.smtp.max_sessions_per_client
-            )
+            registry = SessionRegistry(settings.smtp)
             servers = await self._start_listeners(journal, registry)
             self.status.imap = self._imap_intakes(journal, node.id)
             self._install_signals()
@@ -163,9 +163,10 @@ class Daemon:
         return servers
 
     async def _start_web(self, context: WebContext) -> web.AppRunner:
-        runner = web.AppRunner(init_app(context), handle_signals=False)
+        config = self.runtime.settings.web
+        runner = web.AppRunner(init_app(context), handle_signals=False, **server_options(config))
         await runner.setup()
-        address = self.runtime.settings.web.listen
+        address = config.listen
         if address:
             host, port = parse_listen(address)
             await _guard(f"web on {address}", web.TCPSite(runner, host, port).start())

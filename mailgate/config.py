@@ -7,6 +7,7 @@ read once at load time into the matching plain key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -15,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 SEARCH_PATHS = (Path("mailgate.toml"), Path("/etc/mailgate/mailgate.toml"))
 ENV_VAR = "MAILGATE_CONFIG"
@@ -44,14 +52,40 @@ class Smtp(_Section):
     tls_key_file: str = ""
     max_sessions: int = Field(200, gt=0)
     max_sessions_per_client: int = Field(20, gt=0)
+    # Per /24 (IPv4) or /64 (IPv6); unset: 50, or max_sessions_per_client if larger.
+    max_sessions_per_network: int = Field(None, gt=0, validate_default=True)
+    uncapped_clients: list[str] = []  # an MTA in front: counts only toward max_sessions
     idle_timeout_seconds: float = Field(300.0, gt=0)
+    busy_idle_timeout_seconds: float = Field(30.0, gt=0)  # over 3/4 of max_sessions taken
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    max_recipients: int = Field(100, gt=0)
 
     @field_validator("listen", "lmtp_listen")
     @classmethod
     def _listen_addresses(cls, values: list[str]) -> list[str]:
         for value in values:
             parse_listen(value)
+        return values
+
+    @field_validator("max_sessions_per_network", mode="before")
+    @classmethod
+    def _network_default(cls, value: object, info: ValidationInfo) -> object:
+        """An older config that raised the per-client cap past 50 still loads."""
+        return max(50, info.data.get("max_sessions_per_client", 0)) if value is None else value
+
+    @field_validator("max_sessions_per_network")
+    @classmethod
+    def _network_holds_a_client(cls, value: int, info: ValidationInfo) -> int:
+        per_client = info.data.get("max_sessions_per_client", 0)
+        if value < per_client:
+            raise ValueError(f"must be at least max_sessions_per_client ({per_client})")
+        return value
+
+    @field_validator("uncapped_clients")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)  # ValueError names the value
         return values
 
 
@@ -77,6 +111,10 @@ class Web(_Section):
     secret_key: str = ""
     secret_key_file: str = ""
     session_hours: float = Field(12.0, gt=0)  # a web sign-in lasts this long
+    # A request head must be complete this long after connecting or the last response;
+    # a request body this long after its head.
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(60.0, gt=0)
     # Sign-in attempts (passwords and login links) per address and per client IP.
     login_rate_limit: str = Field("10/15m", pattern=r"^\d+/\d+[smhd]$")
     login_ip_rate_limit: str = Field("30/15m", pattern=r"^\d+/\d+[smhd]$")
@@ -209,6 +247,13 @@ class Auth(_Section):
     trusted_authserv_ids: list[str] = []
 
 
+class Spam(_Section):
+    # rspamd's normal worker (its HTTP checkv2 API), e.g. "http://127.0.0.1:11333";
+    # "" asks no spam engine.
+    rspamd_url: str = Field("", pattern=r"^(https?://[^\s/?#]+/?)?$")
+    timeout_seconds: float = Field(5.0, gt=0, le=60)  # per message; then it goes on unscored
+
+
 class Log(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -236,6 +281,7 @@ class Settings(_Section):
     agents: list[Agent] = []
     imap: list[Imap] = []
     auth: Auth = Auth()
+    spam: Spam = Spam()
     templates: Templates = Templates()
     log: Log = Log()
     health: Health = Health()

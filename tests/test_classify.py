@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.pipeline import classify as rules
+from mailgate.pipeline import system_senders
 from mailgate.pipeline.classify import Verdict, classify, is_automatic, own_loop
 from mailgate.pipeline.parse import parse
 
@@ -33,15 +34,16 @@ def sender_of(message) -> str:
          Verdict("auto_reply", "X-Autoreply: yes")),
         (rules.response_suppress, "exchange_oof.eml", None,
          Verdict("auto_reply", "X-Auto-Response-Suppress: All")),
-        (rules.vacation_subject, "exchange_oof.eml", None,
-         Verdict("auto_reply", "subject looks automatic: Automatic reply: Invoice question")),
-        (rules.vacation_subject, "balasan_otomatis.eml", None,
-         Verdict("auto_reply", "subject looks automatic: Balasan otomatis: Pertanyaan tagihan")),
-        (rules.vacation_subject, "abwesenheitsnotiz.eml", None,
-         Verdict("auto_reply", "vacation subject with x-ms-exchange-inbox-rules-loop header: "
-                 "Abwesenheitsnotiz: Ihre Anfrage")),
-        (rules.vacation_subject, "vacation_xautoreply.eml", None,
-         Verdict("auto_reply", "vacation subject with x-autoreply header: Out of Office")),
+        (rules.subject_pattern, "exchange_oof.eml", None,
+         Verdict("auto_reply", "auto-reply subject (en): Automatic reply: Invoice question")),
+        (rules.subject_pattern, "balasan_otomatis.eml", None,
+         Verdict("auto_reply", "auto-reply subject (id): Balasan otomatis: Pertanyaan tagihan")),
+        (rules.subject_pattern, "abwesenheitsnotiz.eml", None,
+         Verdict("auto_reply", "auto-reply subject (de): Abwesenheitsnotiz: Ihre Anfrage")),
+        (rules.inbox_rule, "abwesenheitsnotiz.eml", None,
+         Verdict("auto_reply", "sent by a mail rule (x-ms-exchange-inbox-rules-loop)", weak=True)),
+        (rules.subject_pattern, "vacation_xautoreply.eml", None,
+         Verdict("auto_reply", "auto-reply subject (en): Out of Office", weak=True)),
         (rules.delivery_report, "dsn_postfix.eml", "",
          Verdict("bounce", "delivery status notification "
                  "(multipart/report; report-type=delivery-status)")),
@@ -117,7 +119,8 @@ def test_response_suppress_without_oof_flags_is_a_person():
 
 def test_a_vacation_like_subject_alone_is_not_enough():
     message = load("vacation_xautoreply.eml", (b"X-Autoreply: yes\r\nX-Mailer: vacation", b"X:"))
-    assert rules.vacation_subject(message, "erin@example.edu") is None
+    assert rules.subject_pattern(message, "erin@example.edu").weak
+    assert classify(message, "erin@example.edu", OURS) == ()
 
 
 def test_postmaster_sender_is_a_bounce():
@@ -171,7 +174,9 @@ def test_all_verdicts_are_returned_in_rule_order():
     verdicts = classify(message, "", OURS)
     assert [v.reason for v in verdicts] == [
         "Auto-Submitted: auto-replied",
+        "bounce subject (en): Undelivered Mail Returned to Sender",
         "delivery status notification (multipart/report; report-type=delivery-status)",
+        "carries a returned message (text/rfc822-headers)",
         "return path is empty (bounce)",
         "sender is MAILER-DAEMON",
     ]
@@ -191,3 +196,55 @@ def test_unknown_return_path_is_not_a_bounce():
     message = load("customer_plain.eml")
     assert classify(message, None) == ()
     assert classify(message, "")[0].kind == "bounce"
+
+
+@pytest.mark.parametrize(
+    ("address", "system"),
+    [
+        ("MAILER-DAEMON", "MAILER-DAEMON"),
+        ("<MAILER-DAEMON@mx.example>", "MAILER-DAEMON"),
+        ("mailer_daemon@mx.example", "MAILER-DAEMON"),
+        ("Mail-Daemon@mx.example", "MAILER-DAEMON"),
+        ("Postmaster@mx.example", "postmaster"),
+        ("MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.example",
+         "Exchange's system mailbox"),
+        ("postmaster.kim@client.example", None),
+        ("daemon-tools@client.example", None),
+        ("kim@client.example", None),
+    ],
+)  # fmt: skip
+def test_mail_system_senders(address, system):
+    assert system_senders.mail_system(address) == system
+
+
+@pytest.mark.parametrize(
+    ("address", "robot", "no_reply"),
+    [
+        ("users-owner@lists.example.org", True, False),
+        ("users-bounces+kim=client.example@lists.example.org", True, False),
+        ("owner-users@lists.example.org", True, False),
+        ("LISTSERV@LISTS.EXAMPLE.EDU", True, False),
+        ("noreply@shop.example", False, True),
+        ("no-reply@shop.example", False, True),
+        ("do-not-reply@bank.example", False, True),
+        ("groups-noreply@googlegroups.example", False, True),
+        ("kim@client.example", False, False),
+        ("norene@client.example", False, False),
+        ("", False, False),
+    ],
+)
+def test_list_robots_and_no_reply_senders(address, robot, no_reply):
+    assert system_senders.list_robot(address) == robot
+    assert system_senders.takes_no_replies(address) == no_reply
+
+
+def test_one_hint_is_not_enough_two_are():
+    message = load("customer_plain.eml", (b"X-Mailer:", b"X-MS-Exchange-Inbox-Rules-Loop: k\r\nX:"))
+    assert classify(message, "kim@customer.example") == ()
+    forwarded = load("forwarded_rfc822.eml")
+    envelope = sender_of(forwarded)
+    assert classify(forwarded, envelope) == ()
+    both = load(
+        "forwarded_rfc822.eml", (b"Subject:", b"X-MS-Exchange-Inbox-Rules-Loop: k\r\nSubject:")
+    )
+    assert {v.weak for v in classify(both, envelope)} == {True}

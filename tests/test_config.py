@@ -85,6 +85,55 @@ def test_status_labels_are_for_our_locales_and_not_empty(labels, complaint):
     assert "tickets.statuses[2].labels" in str(error.value) and complaint in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[smtp]\nmax_sessions_per_client = 60\nmax_sessions_per_network = 40\n",
+            "cfg.toml:3: smtp.max_sessions_per_network: Value error, must be at least "
+            "max_sessions_per_client (60)",
+        ),
+        (
+            '[smtp]\nuncapped_clients = ["127.0.0.1", "mta.example.test"]\n',
+            "cfg.toml:2: smtp.uncapped_clients: Value error, 'mta.example.test' does not "
+            "appear to be an IPv4 or IPv6 network",
+        ),
+        ("[web]\nheader_timeout_seconds = 0\n", "cfg.toml:2: web.header_timeout_seconds:"),
+        ("[smtp]\nmax_recipients = 0\n", "cfg.toml:2: smtp.max_recipients:"),
+    ],
+)
+def test_connection_limits_are_checked(text, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert str(error.value).startswith(expected)
+
+
+def test_an_older_config_with_a_raised_client_cap_still_loads():
+    settings = parse_config("[smtp]\nmax_sessions_per_client = 60\n", "cfg.toml")
+    assert settings.smtp.max_sessions_per_network == 60
+    assert parse_config("", "cfg.toml").smtp.max_sessions_per_network == 50
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('rspamd_url = "127.0.0.1:11333"', "spam.rspamd_url"),
+        ('rspamd_url = "http://127.0.0.1:11333/checkv2"', "spam.rspamd_url"),
+        ("timeout_seconds = 0", "spam.timeout_seconds"),
+    ],
+)
+def test_bad_spam_settings_name_key_and_line(line, key):
+    with pytest.raises(ConfigError) as error:
+        parse_config(f"[spam]\n{line}\n", "cfg.toml")
+    assert f"cfg.toml:2: {key}:" in str(error.value)
+
+
+def test_spam_check_is_off_unless_a_url_is_given():
+    assert parse_config("", "cfg.toml").spam.rspamd_url == ""
+    spam = parse_config('[spam]\nrspamd_url = "http://127.0.0.1:11333"\n', "cfg.toml").spam
+    assert (spam.rspamd_url, spam.timeout_seconds) == ("http://127.0.0.1:11333", 5.0)
+
+
 def test_toml_syntax_error_has_line():
     with pytest.raises(ConfigError) as error:
         parse_config('[smtp]\nhostname = "unterminated\n', "cfg.toml")

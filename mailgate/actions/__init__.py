@@ -8,6 +8,7 @@ the delivery worker for the mail an action queued.
 from mailgate.actions.base import UNSET, ActionContext, ActionError
 from mailgate.actions.merge import merge_tickets, split_message
 from mailgate.actions.messages import add_note, agent_reply
+from mailgate.actions.spam import release_spam
 from mailgate.actions.update import update_ticket
 from mailgate.actions.values import PRIORITIES, check_update, resolve_agent, status_name
 from mailgate.outbox.compose import NewAttachment
@@ -22,6 +23,7 @@ __all__ = [
     "agent_reply",
     "check_update",
     "merge_tickets",
+    "release_spam",
     "resolve_agent",
     "split_message",
     "status_name",

@@ -2,7 +2,9 @@
 
 A merged ticket keeps its row and code: threading follows ``merged_into_id``, so
 mail quoting either code reaches the survivor. Its messages, thread references,
-tags and people move (or are copied) to the survivor.
+tags and people move (or are copied) to the survivor. The ``merged_into`` audit
+event lists the messages that were its own, so its customer's portal link can still
+show them, and nothing of the ticket it joined.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.base import ActionContext, ActionError
-from mailgate.db.models import Message, Participant, ThreadRef, Ticket, TicketTag
+from mailgate.db.models import AuditEvent, Message, Participant, ThreadRef, Ticket, TicketTag
 from mailgate.db.records import audit
 from mailgate.pipeline.codes import unused_code
 
@@ -28,6 +30,7 @@ async def merge_tickets(
         if ticket.merged_into_id is not None:
             raise ActionError(field, f"{ticket.code} is already merged into another ticket")
     now = datetime.now(UTC)
+    own = list(await session.scalars(select(Message.id).where(Message.ticket_id == source.id)))
     for model in (Message, ThreadRef):
         await session.execute(
             update(model).where(model.ticket_id == source.id).values(ticket_id=target.id)
@@ -35,11 +38,32 @@ async def merge_tickets(
     await _copy_people_and_tags(session, source, target)
     tickets = ctx.runtime.settings.tickets
     closed = tickets.first_of("closed")
-    audit(session, source, agent, "merged_into", now, ticket=target.code, old_status=source.status)
+    audit(
+        session,
+        source,
+        agent,
+        "merged_into",
+        now,
+        ticket=target.code,
+        old_status=source.status,
+        messages=own,
+    )
     audit(session, target, agent, "merged_from", now, ticket=source.code)
     source.merged_into_id = target.id
     source.status = closed
     source.updated_at = target.updated_at = now
+
+
+async def messages_when_merged(session: AsyncSession, merged: Ticket) -> list[int]:
+    """The ids of the messages ``merged`` had when it was merged (none for a merge
+    recorded before the list was kept)."""
+    data = await session.scalar(
+        select(AuditEvent.data)
+        .where(AuditEvent.ticket_id == merged.id, AuditEvent.action == "merged_into")
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    return list((data or {}).get("messages", []))
 
 
 async def _copy_people_and_tags(session: AsyncSession, source: Ticket, target: Ticket) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
@@ -119,6 +120,9 @@ class Ticket(Base):
     solved_at: Mapped[datetime | None] = mapped_column(Time)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     linked_from_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # Held back as spam: no acknowledgement, no notification, not in the default
+    # inbox, until an agent says "not spam".
+    spam: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TicketTag(Base):
@@ -171,6 +175,10 @@ class Message(Base):
     # not authenticate as that agent: it was handled as an outside message.
     flag: Mapped[str | None] = mapped_column(Text)
     agent_authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The spam check of customer mail: "spam", "ham" or "failed" (rspamd did not
+    # answer), with the verdict (pipeline/spam.py); None when none was asked.
+    spam_check: Mapped[str | None] = mapped_column(String(16))
+    spam_verdict: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(Time)
     ticket: Mapped[Ticket] = relationship(lazy="raise")
 

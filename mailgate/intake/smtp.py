@@ -1,8 +1,8 @@
 """SMTP and LMTP intake: envelope in, journal entry and status code out.
 
-The handler owns policy (which recipients are ours, store before answering); the
-aiosmtpd protocol owns the wire. ``SessionRegistry`` bounds concurrent sessions, per
-client too, and lets shutdown wait for messages in flight while idle sessions go.
+The handler owns policy (which recipients are ours and how many, store before
+answering); the aiosmtpd protocol owns the wire; ``sessions.py`` says who may hold a
+session and for how long.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import logging
 import os
 import ssl
 import stat
-from dataclasses import dataclass, field
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailgate.addresses import envelope_sender, mailbox
 from mailgate.config import Smtp, parse_listen
+from mailgate.intake.sessions import AdmittedSession, SessionRegistry
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
 from mailgate.pipeline.parse import is_empty
 from mailgate.runtime import RuntimeConfig
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 TEMPFAIL = "451 4.3.0 Could not store the message, please try again later"
 EMPTY = "554 5.6.0 Message is empty"
-SHUTDOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
-TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+# RFC 5321 4.5.3.1.10: the client sends the message to the recipients taken so far and
+# the rest in a later transaction.
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 NULL_SENDER = "<>"  # aiosmtpd needs a non-empty sender until DATA
 
 
@@ -56,6 +57,8 @@ class IntakeHandler:
         recipient = mailbox(address)
         if not self._runtime.routes.is_ours(recipient):
             return f"550 5.1.1 <{address}>: no such mailbox here"
+        if len(envelope.rcpt_tos) >= self._runtime.settings.smtp.max_recipients:
+            return TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(recipient)
         return "250 2.1.5 OK"
 
@@ -88,83 +91,11 @@ def _peer_text(peer) -> str:
     return str(peer or "local")
 
 
-@dataclass
-class SessionRegistry:
-    """The live sessions of all listeners, for limits and graceful shutdown."""
-
-    max_sessions: int
-    max_per_client: int
-    sessions: set[SMTP] = field(default_factory=set)
-    per_client: dict[str, int] = field(default_factory=dict)
-
-    def admit(self, protocol: SMTP, client: str) -> bool:
-        if len(self.sessions) >= self.max_sessions:
-            return False
-        if self.per_client.get(client, 0) >= self.max_per_client:
-            return False
-        self.sessions.add(protocol)
-        self.per_client[client] = self.per_client.get(client, 0) + 1
-        return True
-
-    def release(self, protocol: SMTP, client: str) -> None:
-        if protocol in self.sessions:
-            self.sessions.discard(protocol)
-            left = self.per_client.get(client, 1) - 1
-            if left:
-                self.per_client[client] = left
-            else:
-                self.per_client.pop(client, None)
-
-    def close_idle(self) -> None:
-        """Say 421 to sessions not inside a mail transaction and close them."""
-        for protocol in list(self.sessions):
-            envelope = getattr(protocol, "envelope", None)
-            transport = protocol.transport
-            if transport is not None and (envelope is None or envelope.mail_from is None):
-                transport.write(SHUTDOWN)
-                transport.close()
-
-    def abort_all(self) -> None:
-        for protocol in list(self.sessions):
-            if protocol.transport is not None:
-                protocol.transport.abort()
-
-    async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for transactions in flight, then cut the rest."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.sessions and loop.time() < deadline:
-            self.close_idle()
-            await asyncio.sleep(0.05)
-        if self.sessions:
-            log.warning("closing %d session(s) still open after grace", len(self.sessions))
-            self.abort_all()
-
-
-class _Admitted:
-    """Mixin for aiosmtpd protocols: register the session, refuse it over the limits."""
-
-    registry: SessionRegistry
-    # Long lines are legal in the mail we must keep (a 100 KB header happens).
-    line_length_limit = 4 << 20
-
-    async def _handle_client(self) -> None:
-        client = _peer_text(self.session.peer).rpartition(":")[0] or "local"
-        if not self.registry.admit(self, client):
-            self.transport.write(TOO_MANY)
-            self.transport.close()
-            return
-        try:
-            await super()._handle_client()
-        finally:
-            self.registry.release(self, client)
-
-
-class SmtpSession(_Admitted, SMTP):
+class SmtpSession(AdmittedSession, SMTP):
     pass
 
 
-class LmtpSession(_Admitted, LMTP):
+class LmtpSession(AdmittedSession, LMTP):
     """LMTP answers a message once per accepted recipient (RFC 2033 4.2), whoever
     answers: the handler, or aiosmtpd refusing a line over the limit or too much data,
     which it answers once, as on SMTP; the client would wait for the rest."""
@@ -210,7 +141,6 @@ async def start_listener(
             hostname=config.hostname,
             ident="mailgate",
             tls_context=tls,
-            timeout=config.idle_timeout_seconds,
             loop=loop,
         )
         session.registry = registry

@@ -23,6 +23,7 @@ from mailgate.outbox.ratelimit import ack_key
 from mailgate.pipeline.codes import without_codes
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.known import Known
+from mailgate.pipeline.system_senders import takes_no_replies
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
 
@@ -56,7 +57,8 @@ async def apply(
         _record_origin(session, ticket, decision, now)
     else:
         ticket = decision.ticket
-        _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
+        if not (inbound.automatic or inbound.is_spam):  # an out-of-office reply leaves it solved
+            _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
     await _add_message(session, known, ticket, inbound, now)
     await _add_participants(session, known, runtime, ticket, inbound)
@@ -84,6 +86,7 @@ async def _open_ticket(
         route_address=route.address.lower(),
         created_at=now,
         updated_at=now,
+        spam=inbound.is_spam,
     )
     session.add(ticket)
     for tag in dict.fromkeys(route.tags):
@@ -92,6 +95,8 @@ async def _open_ticket(
     add_row(session, Participant, ticket=ticket, email=email, name=name, role="customer")
     known.opened(ticket)
     audit(session, ticket, "mailgate", "created", now, queue=route.queue, assignee=assignee)
+    if inbound.is_spam:
+        audit(session, ticket, "mailgate", "held_as_spam", now, verdict=inbound.spam.summary)
     return ticket
 
 
@@ -148,6 +153,8 @@ async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, 
         quoted_text=parsed.quoted_text,
         html=parsed.html,
         flag=inbound.flag,
+        spam_check=inbound.spam.result if inbound.spam else None,
+        spam_verdict=inbound.spam.stored() if inbound.spam else None,
     )
     message = add_row(session, Message, **values)
     for a in parsed.attachments:
@@ -175,8 +182,9 @@ async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbo
 
 
 async def _outgoing(session, known: Known, runtime, composer, inbound, ticket, route, created):
-    """Acknowledge a new ticket; tell the responsible agents (within their limits)."""
-    if inbound.automatic:
+    """Acknowledge a new ticket; tell the responsible agents (within their limits).
+    Nothing for automatic mail, spam, or mail on a ticket held back as spam."""
+    if inbound.automatic or inbound.is_spam or ticket.spam:
         return []
     now = ticket.updated_at
     parent = InReplyTo(inbound.message.message_id, inbound.message.references)
@@ -206,14 +214,21 @@ async def _outgoing(session, known: Known, runtime, composer, inbound, ticket, r
 
 
 async def _acknowledgement(session, known: Known, runtime, composer, ticket, route, parent, now):
-    email = ticket.customer_email
-    if await known.suppressed([email]):
-        reason = f"{email} is suppressed after a hard bounce"
-        audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
-        return None
-    if await known.take([(ack_key(email), runtime.settings.tickets.ack_limit)], now):
-        rate = runtime.settings.tickets.ack_rate_limit
-        reason = f"acknowledgement rate limit reached for {email} ({rate})"
+    reason = await _no_acknowledgement(known, runtime, ticket.customer_email, now)
+    if reason:
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return None
     return composer.acknowledgement(ticket, route, parent, ticket.customer_name)
+
+
+async def _no_acknowledgement(known: Known, runtime, email: str, now) -> str | None:
+    """Why ``email`` gets no acknowledgement now, if it gets none (the rate limit is
+    only counted against when the rest allows one)."""
+    if takes_no_replies(email):
+        return f"{email} takes no replies"
+    if await known.suppressed([email]):
+        return f"{email} is suppressed after a hard bounce"
+    if await known.take([(ack_key(email), runtime.settings.tickets.ack_limit)], now):
+        rate = runtime.settings.tickets.ack_rate_limit
+        return f"acknowledgement rate limit reached for {email} ({rate})"
+    return None

@@ -149,15 +149,28 @@ def _text(block: bytes) -> str:
 
 def _guessed_reports(message: Message) -> list[DeliveryReport]:
     """A bounce without a delivery-status part, as flufl.bounce's detectors read it."""
+    permanent, temporary = _detected(message)
+    text = _plain_text(message)
+    found = [(address, "failed") for address in permanent]
+    found += [(address, "delayed") for address in temporary]
+    return [_guessed(address, action, text) for address, action in found]
+
+
+def guessed_failures(raw: bytes) -> tuple[list[str], list[str]]:
+    """(permanently, only temporarily) failed recipients flufl.bounce's detectors find
+    in a mail, lower-cased and sorted; both empty if it reads as no bounce."""
+    return _detected(email.message_from_bytes(raw, policy=email.policy.default))
+
+
+def _detected(message: Message) -> tuple[list[str], list[str]]:
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector tripped over odd mail: then it is not read as a bounce
         log.warning("bounce detectors failed on %s", message.get("message-id"), exc_info=True)
-        return []
-    text = _plain_text(message)
-    found = [(address, "failed") for address in sorted(permanent)]
-    found += [(address, "delayed") for address in sorted(temporary - permanent)]
-    return [_guessed(address.decode().lower(), action, text) for address, action in found]
+        return [], []
+    failed = sorted({address.decode(errors="replace").lower() for address in permanent})
+    delayed = {address.decode(errors="replace").lower() for address in temporary}
+    return failed, sorted(delayed - set(failed))
 
 
 def _guessed(address: str, action: str, text: str) -> DeliveryReport:

@@ -10,6 +10,7 @@ from functools import cached_property
 from mailgate.message import ParsedMessage
 from mailgate.pipeline.agents import NOT_AN_AGENT, AgentCheck
 from mailgate.pipeline.classify import Verdict
+from mailgate.pipeline.spam import SpamVerdict
 from mailgate.signing import SignedReply
 
 
@@ -24,6 +25,12 @@ class Inbound:
     verdicts: tuple[Verdict, ...] = ()
     signed: tuple[SignedReply, ...] = ()  # recipients that are our signed addresses
     sender_check: AgentCheck = NOT_AN_AGENT  # is the sender an authenticated agent?
+    spam: SpamVerdict | None = None  # the spam check's verdict, when one was asked
+
+    @property
+    def is_spam(self) -> bool:
+        """Spam is stored (on a ticket held back as spam) but never answered or notified."""
+        return self.spam is not None and self.spam.is_spam
 
     @property
     def sender_email(self) -> str:

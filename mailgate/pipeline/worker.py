@@ -1,15 +1,17 @@
 """The pipeline worker: journal entries in, tickets and outgoing mail out.
 
-Each entry runs the named steps in order -- parse, classify, dedupe, bounce, thread,
-route, apply -- and ends in one named outcome: ``done``, ``duplicate`` or ``quarantined``.
+Each entry runs the named steps in order -- parse, classify, authenticate, spam check,
+dedupe, bounce, thread, route, apply -- and ends in one named outcome: ``done``,
+``duplicate`` or ``quarantined``.
 A failure is confined to the entries involved: a batch that fails (to load or to
 apply) runs again one entry at a time, and an entry that fails by itself is retried
 (a database error, such as a lost race) or quarantined with the error, while the mail
 behind it goes on. A database outage is never counted against an entry: it ends the
 pass with the entries still claimed, to be taken again by the next one.
 
-The steps up to authentication run per entry; the rest runs for a batch of entries
-in one transaction, with what the batch needs from the database read up front
+The steps up to authentication run per entry; the spam checks of a batch at once,
+outside any transaction (a failed check lets the mail go on unscored); the rest runs
+for a batch of entries in one transaction, with what the batch needs from the database read up front
 (``known.py``): a few queries and one flush per batch rather than per message.
 """
 
@@ -20,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -43,6 +46,7 @@ from mailgate.pipeline.journal import SENDER_FROM_HEADER
 from mailgate.pipeline.known import Known
 from mailgate.pipeline.parse import parse
 from mailgate.pipeline.route import Assigner, route_for
+from mailgate.pipeline.spam import check_entries
 from mailgate.pipeline.thread import find_thread, read_signed
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
@@ -127,6 +131,7 @@ class PipelineWorker:
                 ready.append(await self._prepare(entry))
             except _StepFailed as failed:
                 outcomes[entry.id] = await self._failed(entry.id, failed.step, failed.error)
+        ready = await self._check_spam(entries, ready)
         for segment, alone in _segments(ready):
             outcomes |= await self._run(segment, alone)
         return [outcomes[entry_id] for entry_id in entry_ids if entry_id in outcomes]
@@ -196,12 +201,32 @@ class PipelineWorker:
         try:
             inbound = await self._parse(entry)
             step = "classify"
-            inbound = self._classify(inbound)
+            inbound = await self._classify(inbound, entry.raw)
             step = "authenticate"
             inbound = self._authenticate(inbound)
             return inbound, self._acts_alone(inbound)
         except Exception as exc:  # the entry goes to quarantine; the batch goes on
             raise _StepFailed(step, exc) from exc
+
+    async def _check_spam(
+        self, entries: list[JournalEntry], ready: list[tuple[Inbound, bool]]
+    ) -> list[tuple[Inbound, bool]]:
+        """Ask the spam engine about customer mail (neither agents' mail nor bounces of
+        ours, which run alone, nor automatic mail, which is never answered anyway), all
+        at once and outside any transaction. A check that fails lets the mail go on."""
+        settings = self._deps.runtime.settings.spam
+        wanted = [
+            i for i, (inbound, alone) in enumerate(ready) if not alone and not inbound.automatic
+        ]
+        if not settings.rspamd_url or not wanted:
+            return ready
+        by_id = {entry.id: entry for entry in entries}
+        asked = [by_id[ready[i][0].entry_id] for i in wanted]
+        checked = list(ready)
+        for i, verdict in zip(wanted, await check_entries(settings, asked), strict=True):
+            inbound, alone = ready[i]
+            checked[i] = (replace(inbound, spam=verdict), alone)
+        return checked
 
     def _acts_alone(self, inbound: Inbound) -> bool:
         """Agents' mail and bounces of our mail run actions that read and write more
@@ -256,9 +281,11 @@ class PipelineWorker:
             message,
         )
 
-    def _classify(self, inbound: Inbound) -> Inbound:
-        runtime = self._deps.runtime
-        verdicts = classify(inbound.message, _return_path(inbound), runtime.routes.is_ours)
+    async def _classify(self, inbound: Inbound, raw: bytes) -> Inbound:
+        """Large mail is classified in a thread: the bounce detectors may read it all."""
+        routes = self._deps.runtime.routes
+        run = partial(classify, inbound.message, _return_path(inbound), routes.is_ours, raw=raw)
+        verdicts = run() if len(raw) <= INLINE_PARSE_BYTES else await asyncio.to_thread(run)
         return replace(inbound, verdicts=verdicts)
 
     def _authenticate(self, inbound: Inbound) -> Inbound:
@@ -314,7 +341,9 @@ class PipelineWorker:
         route = route_for(inbound.recipients, deps.runtime.routes)
         if route is None:
             raise Quarantine(f"no route for {', '.join(inbound.recipients)}")
-        assignee = await assigner.choose(route) if decision.ticket is None else None
+        # A ticket held back as spam waits for an agent's "not spam" unassigned.
+        new = decision.ticket is None and not inbound.is_spam
+        assignee = await assigner.choose(route) if new else None
         applied = await apply(
             session, known, deps.runtime, deps.composer, inbound, decision, route, assignee
         )

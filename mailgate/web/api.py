@@ -89,6 +89,7 @@ async def get_ticket(request: web.Request) -> web.Response:
 
 
 def _filtered(query, params):
+    query = query.where(Ticket.spam.is_(_flag(params, "spam")))
     if params.get("status"):
         query = query.where(func.lower(Ticket.status) == params["status"].lower())
     if params.get("queue"):
@@ -105,6 +106,14 @@ def _filtered(query, params):
         in_text = select(Message.ticket_id).where(Message.text.ilike(pattern))
         query = query.where(Ticket.subject.ilike(pattern) | Ticket.id.in_(in_text))
     return query
+
+
+def _flag(params, name: str) -> bool:
+    """A true/false query parameter; absent is false."""
+    value = params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise ApiError(400, "bad_request", f"{name} must be true or false")
+    return value == "true"
 
 
 def _limit(raw: str | None) -> int:
@@ -168,6 +177,7 @@ def _ticket_shape(ticket: Ticket, tags: list[str], message_count: int) -> dict:
         "first_response_at": _iso(ticket.first_response_at),
         "solved_at": _iso(ticket.solved_at),
         "message_count": message_count,
+        "spam": ticket.spam,
     }
 
 
@@ -204,6 +214,7 @@ async def message_shapes(session: AsyncSession, ticket_id: int) -> list[dict]:
             "message_id": m.message_id,
             "auto_reason": m.auto_reason,
             "flag": m.flag,
+            "spam_check": m.spam_verdict,
             "attachments": attachments.get(m.id, []),
         }
         for m in messages

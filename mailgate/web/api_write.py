@@ -1,4 +1,5 @@
-"""The write side of the JSON API: post an agent reply or a note, change a ticket.
+"""The write side of the JSON API: post an agent reply or a note, change a ticket,
+release one held back as spam.
 
 Both go through ``mailgate.actions``, so a change made by a script is the same change
 (audit event, mail to the customer or the agents) as one made by mail or on a page.
@@ -86,6 +87,18 @@ async def patch_ticket(request: web.Request) -> web.Response:
     return web.json_response({**shape, "changes": changes})
 
 
+async def not_spam(request: web.Request) -> web.Response:
+    """Release a ticket held back as spam; its acknowledgement goes out."""
+    context = request.app[CONTEXT]
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
+        await session.flush()
+        [shape] = await ticket_shapes(session, [ticket])
+    context.wake_delivery()
+    return web.json_response(shape)
+
+
 async def _body(request: web.Request, model: type[_Body]) -> _Body:
     try:
         data = json.loads(await request.read())
@@ -127,3 +140,4 @@ def _ctx(request: web.Request) -> actions.ActionContext:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/tickets/{code}/messages", post_message)
     app.router.add_patch("/api/v1/tickets/{code}", patch_ticket)
+    app.router.add_post("/api/v1/tickets/{code}/not-spam", not_spam)

@@ -30,6 +30,7 @@ from mailgate.web.auth import auth
 from mailgate.web.context import WebContext, own_problems
 from mailgate.web.keys import CONTEXT, ENGINE, PASSWORDS, RUNTIME
 from mailgate.web.pages import security_headers, setup_pages
+from mailgate.web.timeouts import body_deadline
 
 HEALTH_TIMEOUT_SECONDS = 3.0
 
@@ -55,7 +56,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def init_app(context: WebContext) -> web.Application:
     app = web.Application(
-        middlewares=[security_headers, api.api_errors, auth],
+        middlewares=[security_headers, api.api_errors, body_deadline, auth],
         # Replies and notes carry attachments, up to what a mail may carry.
         client_max_size=context.runtime.settings.smtp.max_message_bytes,
     )

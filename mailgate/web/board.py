@@ -59,7 +59,9 @@ async def board(request: web.Request) -> web.StreamResponse:
 
 
 def _tickets(agent: AgentSession, queue: str, *columns):
-    query = agent.visible(select(*columns)).where(Ticket.merged_into_id.is_(None))
+    query = agent.visible(select(*columns)).where(
+        Ticket.merged_into_id.is_(None), Ticket.spam.is_(False)
+    )
     return query.where(Ticket.queue == queue) if queue else query
 
 

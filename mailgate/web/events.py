@@ -26,6 +26,8 @@ _PHRASES = {
     "ack_skipped": "sent no acknowledgement: {reason}",
     "notify_skipped": "did not notify {agent}: {reason}",
     "solved_mail_skipped": "sent no solved mail: {reason}",
+    "held_as_spam": "held the ticket back as spam ({verdict})",
+    "not_spam": "released the ticket: not spam",
 }
 
 

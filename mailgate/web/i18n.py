@@ -17,6 +17,11 @@ _EN = {
     "send": "Send",
     "reply_received": "Thank you. Your reply was received and will appear here in a moment.",
     "closed_note": "This ticket is closed. A reply opens a new request that refers to it.",
+    "merged_note": "This request was merged with another one and continues there. Our "
+    "answers come to you by mail; to add something, reply to one of our mails or write "
+    "to {address}.",
+    "merged_refused": "Your reply was not sent: this request was merged with another one. "
+    "Copy your text below and send it to us by mail.",
     "not_found_title": "Not found",
     "not_found": "There is no such page. If you followed a link from one of our mails, "
     "please copy the whole link into the address bar.",
@@ -62,6 +67,11 @@ _ID = {
     "tampil di sini.",
     "closed_note": "Tiket ini sudah ditutup. Balasan akan membuka permintaan baru yang "
     "merujuk ke tiket ini.",
+    "merged_note": "Permintaan ini telah digabungkan dengan permintaan lain dan dilanjutkan "
+    "di sana. Jawaban kami dikirim lewat email; untuk menambahkan sesuatu, balas salah satu "
+    "email kami atau kirim email ke {address}.",
+    "merged_refused": "Balasan Anda tidak terkirim: permintaan ini telah digabungkan dengan "
+    "permintaan lain. Salin teks Anda di bawah dan kirimkan kepada kami lewat email.",
     "not_found_title": "Tidak ditemukan",
     "not_found": "Halaman ini tidak ada. Jika Anda membuka tautan dari email kami, "
     "salin seluruh tautan ke bilah alamat.",

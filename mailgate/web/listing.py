@@ -25,6 +25,7 @@ from mailgate.web.search import matching
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+SPAM_ONLY = ("1", "true", "yes", "on")
 UNSOLVED = "unsolved"  # the status filter for every ticket not solved or closed
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 SORTS = {
@@ -48,6 +49,7 @@ class Filters:
     assignee: str = ""  # "me", "none" or an agent's address
     priority: str = ""
     tag: str = ""
+    spam: str = ""  # "1": the tickets held back as spam (and only those)
     sort: str = "updated"
     order: str = "desc"
     limit: str = ""  # page size, 1 to MAX_PAGE_SIZE (PAGE_SIZE when not given)
@@ -59,6 +61,10 @@ class Filters:
         if filters.sort not in SORTS:
             filters = replace(filters, sort="updated")
         return filters if filters.order in ("asc", "desc") else replace(filters, order="desc")
+
+    @property
+    def spam_only(self) -> bool:
+        return self.spam.lower() in SPAM_ONLY
 
     @property
     def page_size(self) -> int:
@@ -86,6 +92,7 @@ def ticket_query(filters: Filters, agent: AgentSession, tickets: Tickets, dialec
 
 
 def _conditions(filters: Filters, agent: AgentSession, tickets: Tickets, dialect: Dialect):
+    yield Ticket.spam.is_(filters.spam_only)
     if filters.status.lower() == UNSOLVED and tickets.category_of(UNSOLVED) is None:
         active = [s.name for s in tickets.statuses if s.category in ("new", "open", "pending")]
         yield Ticket.status.in_(active)

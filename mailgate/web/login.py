@@ -27,6 +27,7 @@ from mailgate.web.auth import (
 )
 from mailgate.web.keys import CONTEXT, PASSWORDS
 from mailgate.web.pages import see_other
+from mailgate.web.redirects import local_path
 from mailgate.web.sessions import (
     end_session,
     issue_login_token,
@@ -34,13 +35,6 @@ from mailgate.web.sessions import (
     redeem_login_token,
     start_session,
 )
-
-
-def _next_path(value: str | None) -> str:
-    """Where to go after signing in: a local path only (no open redirect)."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return "/"
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
@@ -51,7 +45,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 def _login_page(request, next_path, status=200, **values) -> web.StreamResponse:
     values.setdefault("email", "")
     return aiohttp_jinja2.render_template(
-        "login.html", request, {"next": _next_path(next_path), **values}, status=status
+        "login.html", request, {"next": local_path(next_path), **values}, status=status
     )
 
 
@@ -75,7 +69,7 @@ async def _signed_in(request: web.Request, email: str, next_path: str) -> web.St
     context = request.app[CONTEXT]
     async with sessions(context.engine).begin() as session:
         token = await start_session(session, email, context.runtime.settings.web.session_hours)
-    response = see_other(_next_path(next_path))
+    response = see_other(local_path(next_path))
     set_cookie(
         request, response, SESSION_COOKIE, f"{token}.{context.signer.sign('session', token)}"
     )

@@ -65,6 +65,14 @@ def _stored(snap: Snapshot) -> Iterator[Metric]:
         "Pipeline passes that failed (database outages included)",
         value=snap.loop_failures.get("pipeline", 0),
     )
+    spam = CounterMetricFamily(
+        "mailgate_spam_checks",
+        "Spam checks of stored customer mail: spam, ham, or failed (went on unscored)",
+        labels=["result"],
+    )
+    for result in ("spam", "ham", "failed"):
+        spam.add_metric([result], snap.spam_checks.get(result, 0))
+    yield spam
     yield _by_state("mailgate_journal_entries", "Journal entries by state", snap.journal)
     yield _by_state("mailgate_outbox_messages", "Outgoing mail by state", snap.outbox)
     yield GaugeMetricFamily(

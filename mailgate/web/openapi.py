@@ -72,6 +72,10 @@ def _schemas() -> dict:
                 "first_response_at": _NULLABLE_TIME,
                 "solved_at": _NULLABLE_TIME,
                 "message_count": {"type": "integer", "minimum": 0},
+                "spam": {
+                    "type": "boolean",
+                    "description": "held back as spam: unacknowledged until released",
+                },
             },
             optional=("first_response_at", "solved_at"),
         ),
@@ -106,8 +110,23 @@ def _schemas() -> dict:
                 "message_id": {"type": "string"},
                 "auto_reason": {"type": ["string", "null"]},
                 "attachments": {"type": "array", "items": _ref("Attachment")},
+                "spam_check": {
+                    "oneOf": [_ref("SpamCheck"), {"type": "null"}],
+                    "description": "the spam check of customer mail; null when none was asked",
+                },
             },
-            optional=("auto_reason",),
+            optional=("auto_reason", "spam_check"),
+        ),
+        "SpamCheck": _object(
+            {
+                "result": {"enum": ["spam", "ham", "failed"]},
+                "source": {"type": "string", "examples": ["rspamd"]},
+                "action": {"type": "string", "examples": ["reject", "no action"]},
+                "score": {"type": ["number", "null"]},
+                "required_score": {"type": ["number", "null"]},
+                "symbols": _TEXT_LIST,
+                "reason": {"type": "string", "description": "why a failed check failed"},
+            }
         ),
         "TicketDetail": {
             "allOf": [
@@ -180,6 +199,11 @@ def _paths() -> dict:
                     _query("assignee", "an agent's address; empty or none: unassigned"),
                     _query("customer", "the customer's address"),
                     _query("q", "text in the subject or a message"),
+                    _query(
+                        "spam",
+                        "true: only the tickets held back as spam; false (default): the others",
+                        {"enum": ["true", "false"]},
+                    ),
                     _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500}),
                     _query("cursor", "next_cursor of the previous page"),
                 ],
@@ -215,6 +239,17 @@ def _paths() -> dict:
                 "responses": {
                     "201": _json(_ref("Message"), "The stored message"),
                     **_errors(400, 401, 404, 409, 422),
+                },
+            },
+        },
+        "/api/v1/tickets/{code}/not-spam": {
+            "parameters": [_CODE],
+            "post": {
+                "operationId": "releaseSpam",
+                "summary": "Not spam: release a ticket held back as spam and acknowledge it",
+                "responses": {
+                    "200": _json(_ref("Ticket"), "The released ticket"),
+                    **_errors(401, 404, 409, 422),
                 },
             },
         },

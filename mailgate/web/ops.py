@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from mailgate.db.models import DeliveryAttempt, JournalEntry, Node, OutboxItem, Ticket
+from mailgate.db.models import DeliveryAttempt, JournalEntry, Message, Node, OutboxItem, Ticket
 
 # Seconds from a message's arrival in the journal to the end of its processing.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -38,6 +38,7 @@ class Snapshot:
     loop_failures: dict[str, int]  # failed passes of the workers, by role
     latency: Latency
     oldest_pending_at: datetime | None
+    spam_checks: dict[str, int]  # stored customer messages by spam check result
 
     @property
     def quarantined(self) -> int:
@@ -81,6 +82,7 @@ async def take_snapshot(engine: AsyncEngine) -> Snapshot:
             select(func.min(JournalEntry.received_at)).where(JournalEntry.state == "pending")
         )
         latency = await _latency(session)
+        spam_checks = await _grouped(session, Message.spam_check, Message.spam_check.is_not(None))
     return Snapshot(
         journal,
         received,
@@ -91,6 +93,7 @@ async def take_snapshot(engine: AsyncEngine) -> Snapshot:
         _summed(loop_failures),
         latency,
         oldest,
+        spam_checks,
     )
 
 
@@ -101,8 +104,8 @@ def _summed(rows) -> dict[str, int]:
     return totals
 
 
-async def _grouped(session: AsyncSession, column) -> dict[str, int]:
-    rows = await session.execute(select(column, func.count()).group_by(column))
+async def _grouped(session: AsyncSession, column, *where) -> dict[str, int]:
+    rows = await session.execute(select(column, func.count()).where(*where).group_by(column))
     return {key: count for key, count in rows}
 
 

@@ -4,17 +4,24 @@ The token in every mail's link is the only key: a wrong or missing one gets the 
 404 as an unknown code. The thread shows customer mail and agent replies, never
 notes or events. A reply is written as a mail from the ticket's customer, answering
 the ticket's last message, and goes to the journal like any other mail.
+
+A merged ticket's link leads to the ticket it joined only when that is the same
+customer's. Otherwise the link shows the merged ticket as it was, read-only, and says
+no more about where it went: a link is never a key to another customer's thread, and
+a reply through it is refused (409), stored nowhere.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.actions.merge import messages_when_merged
 from mailgate.db.models import Attachment, Message, Ticket
 from mailgate.intake.webform import WebMail
 from mailgate.web.formats import size
@@ -31,20 +38,35 @@ def portal_path(signer, code: str, **extra: str) -> str:
     return f"/t/{code}?{urlencode({'k': signer.portal_token(code), **extra})}"
 
 
+@dataclass(frozen=True)
+class Linked:
+    ticket: Ticket  # the ticket the link names
+    current: Ticket | None  # where its thread goes on: itself, the same customer's
+    # ticket it was merged into, or None (merged into someone else's)
+
+
 async def show(request: web.Request) -> web.StreamResponse:
-    ticket = await _ticket(request)
+    linked = await _linked(request)
+    if linked.current is None:
+        return await _render_merged(request, linked.ticket, Submitted())
+    if linked.current is not linked.ticket:
+        raise web.HTTPSeeOther(portal_path(request.app[CONTEXT].signer, linked.current.code))
     sent = request.query.get("sent") == "1"
-    return await _render(request, ticket, Submitted(), [], sent=sent)
+    return await _render(request, linked.ticket, Submitted(), [], sent=sent)
 
 
 async def reply(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT]
-    ticket = await _ticket(request)
+    linked = await _linked(request)
     limit = context.runtime.settings.smtp.max_message_bytes
     form = await read_form(request, limit * 3 // 4)
+    if linked.current is None:
+        return await _render_merged(request, linked.ticket, form, status=409)
+    ticket = linked.current
     words = texts(ticket.locale)
     errors = _errors(form, words, limit)
-    if not context.signer.verify("portal-form", ticket.code, form.text("csrf")):
+    # The form was made for the ticket its link names (before a merge, perhaps).
+    if not context.signer.verify("portal-form", linked.ticket.code, form.text("csrf")):
         errors.append(words["err_expired"])
     if not errors and not await within_limits(request, None):
         errors.append(words["err_rate"])
@@ -87,51 +109,72 @@ async def _reply_mail(request: web.Request, ticket: Ticket, form: Submitted) -> 
     )
 
 
-async def _ticket(request: web.Request) -> Ticket:
-    """The ticket of a valid link; a merged ticket's link leads to the one it joined."""
-    signer = request.app[CONTEXT].signer
+async def _linked(request: web.Request) -> Linked:
+    """The ticket of a valid link, and where its thread goes on."""
     code = request.match_info["code"].upper()
-    if not signer.check_portal_token(code, request.query.get("k", "")):
+    if not request.app[CONTEXT].signer.check_portal_token(code, request.query.get("k", "")):
         raise not_found(request)
     async with AsyncSession(request.app[CONTEXT].engine) as session:
         ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
+        if ticket is None:
+            raise not_found(request)
+        survivor = ticket
         for _ in range(MAX_MERGE_HOPS):
-            if ticket is None or ticket.merged_into_id is None:
+            if survivor.merged_into_id is None:
                 break
-            ticket = await session.get(Ticket, ticket.merged_into_id)
-    if ticket is None:
-        raise not_found(request)
-    if ticket.code != code:
-        raise web.HTTPSeeOther(portal_path(signer, ticket.code))
-    return ticket
+            survivor = await session.get(Ticket, survivor.merged_into_id)
+    same = survivor.customer_email.lower() == ticket.customer_email.lower()
+    return Linked(ticket, survivor if same else None)
 
 
 async def _render(request, ticket: Ticket, form: Submitted, errors, *, status=200, sent=False):
     context = request.app[CONTEXT]
     tickets = context.runtime.settings.tickets
     values = {
-        "t": texts(ticket.locale),
-        "lang": ticket.locale,
-        "ticket": ticket,
         "closed": tickets.category_of(ticket.status) == "closed",
-        "thread": await _public_thread(context.engine, ticket),
-        "action": portal_path(context.signer, ticket.code),
+        "thread": await _public_thread(context.engine, Message.ticket_id == ticket.id),
         "csrf": context.signer.sign("portal-form", ticket.code),
         "text": form.fields.get("text", ""),
         "errors": errors,
         "sent": sent,
     }
-    return aiohttp_jinja2.render_template("portal.html", request, values, status=status)
+    return _page(request, ticket, values, status)
 
 
-async def _public_thread(engine, ticket: Ticket) -> list[tuple[Message, list[str]]]:
-    """Customer mail and agent replies, oldest first, each with its attachment names."""
+async def _render_merged(request, ticket: Ticket, form: Submitted, *, status=200):
+    """A merged ticket as it was when merged, read-only; a refused reply's text is
+    shown back to be copied, not lost."""
+    engine = request.app[CONTEXT].engine
+    async with AsyncSession(engine) as session:
+        own = await messages_when_merged(session, ticket)
+    values = {
+        "thread": await _public_thread(engine, Message.id.in_(own)),
+        "merged": True,
+        "refused": status == 409,
+        "text": form.fields.get("text", ""),
+    }
+    return _page(request, ticket, values, status)
+
+
+def _page(request, ticket: Ticket, values: dict, status: int) -> web.Response:
+    common = {
+        "t": texts(ticket.locale),
+        "lang": ticket.locale,
+        "ticket": ticket,
+        "action": portal_path(request.app[CONTEXT].signer, ticket.code),
+    }
+    return aiohttp_jinja2.render_template(
+        "portal.html", request, {**common, **values}, status=status
+    )
+
+
+async def _public_thread(engine, which: ColumnElement[bool]) -> list[tuple[Message, list[str]]]:
+    """The ``which`` messages that customers see (customer mail and agent replies),
+    oldest first, each with its attachment names."""
     async with AsyncSession(engine) as session:
         messages = list(
             await session.scalars(
-                select(Message)
-                .where(Message.ticket_id == ticket.id, Message.kind.in_(PUBLIC_KINDS))
-                .order_by(Message.id)
+                select(Message).where(which, Message.kind.in_(PUBLIC_KINDS)).order_by(Message.id)
             )
         )
         files = await session.execute(

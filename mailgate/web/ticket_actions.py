@@ -1,4 +1,4 @@
-"""What an agent does on a ticket page: reply, note, change, merge, split.
+"""What an agent does on a ticket page: reply, note, change, merge, split, not spam.
 
 Every change goes through ``mailgate.actions`` (the same code agents' mail commands
 and the API use) in one transaction; the delivery worker is woken after the commit.
@@ -21,6 +21,7 @@ from mailgate.actions import (
     add_note,
     agent_reply,
     merge_tickets,
+    release_spam,
     split_message,
     update_ticket,
 )
@@ -144,6 +145,15 @@ async def split(request: web.Request) -> web.StreamResponse:
     return await _act(request, perform)
 
 
+@require_agent
+async def not_spam(request: web.Request) -> web.StreamResponse:
+    async def perform(session, ctx, ticket, agent, form):
+        await release_spam(session, ctx, ticket, agent.email)
+        return f"/tickets/{ticket.code}?done=not_spam"
+
+    return await _act(request, perform)
+
+
 def add_routes(app: web.Application) -> None:
     for name, handler in (
         ("reply", reply),
@@ -151,5 +161,6 @@ def add_routes(app: web.Application) -> None:
         ("update", change),
         ("merge", merge),
         ("split", split),
+        ("not-spam", not_spam),
     ):
         app.router.add_post(f"/tickets/{{code}}/{name}", handler)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Attachment, Blob, JournalEntry, Message, OutboxItem, Ticket
+from mailgate.pipeline.spam import stored_summary
 from mailgate.web.auth import require_agent, signed_in_agent
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
@@ -56,6 +57,7 @@ def render_ticket(
         "has_images": has_images,
         "done": request.query.get("done", ""),
         "merged": request.query.get("merged", ""),
+        "spam_summary": stored_summary,
         **choices(request.app[RUNTIME], signed_in_agent(request)),
         **values,
     }

@@ -78,7 +78,11 @@ def trial_config(setup: MailgateSetup, smarthost_port: int) -> None:
         "retry_base_seconds": 1.0,
         "retry_cap_seconds": 4.0,
     }
-    setup.sections["smtp"] |= {"max_sessions": 500, "max_sessions_per_client": 500}
+    setup.sections["smtp"] |= {
+        "max_sessions": 500,
+        "max_sessions_per_client": 500,
+        "max_sessions_per_network": 500,
+    }
     setup.sections["tickets"] = {"ack_rate_limit": "1000000/1m"}
     setup.sections["health"] = {"stall_seconds": STALL_SECONDS}
     setup.sections["cluster"] = {"node_timeout_seconds": NODE_TIMEOUT_SECONDS}
