@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         "deliver", help="store one message from standard input (MTA pipe transport)"
     )
     deliver.add_argument("--recipient", action="append", required=True, metavar="ADDR")
-    deliver.add_argument("--sender", default="", metavar="ADDR", help="envelope sender")
+    deliver.add_argument(
+        "--sender",
+        metavar="ADDR",
+        help="envelope sender ('' for a bounce); without it, the Return-Path header's",
+    )
     commands.add_parser("check-config", help="validate the config and exit")
     again = commands.add_parser(
         "reprocess", help="run quarantined journal entries through the pipeline again"
@@ -137,7 +141,7 @@ def _deliver(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         return pipe.EX_TEMPFAIL
 
 
-async def _deliver_async(settings: Settings, sender: str, recipients: list[str], raw: bytes):
+async def _deliver_async(settings: Settings, sender: str | None, recipients: list[str], raw: bytes):
     from mailgate.addresses import RouteTable
     from mailgate.db.migrate import needs_upgrade, upgrade
     from mailgate.db.session import engine_for

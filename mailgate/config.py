@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -145,21 +145,25 @@ class Api(_Section):
 
 
 StatusCategory = Literal["new", "open", "pending", "solved", "closed"]
+Locale = Literal["en", "id"]
 
 
 class Status(_Section):
     name: str = Field(min_length=1, max_length=32)
     category: StatusCategory
+    # The name customers read in mail of a route's locale, e.g. { id = "Selesai" };
+    # without one, they read ``name``.
+    labels: dict[Locale, Annotated[str, Field(min_length=1, max_length=32)]] = {}
 
 
 DEFAULT_STATUSES = [
-    Status(name="New", category="new"),
-    Status(name="Open", category="open"),
-    Status(name="Pending", category="pending"),
-    Status(name="Escalated", category="open"),
-    Status(name="Solved", category="solved"),
-    Status(name="Unresolved", category="closed"),
-    Status(name="Closed", category="closed"),
+    Status(name="New", category="new", labels={"id": "Baru"}),
+    Status(name="Open", category="open", labels={"id": "Terbuka"}),
+    Status(name="Pending", category="pending", labels={"id": "Menunggu"}),
+    Status(name="Escalated", category="open", labels={"id": "Dieskalasi"}),
+    Status(name="Solved", category="solved", labels={"id": "Selesai"}),
+    Status(name="Unresolved", category="closed", labels={"id": "Tidak terselesaikan"}),
+    Status(name="Closed", category="closed", labels={"id": "Ditutup"}),
 ]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -213,6 +217,13 @@ class Tickets(_Section):
                 return candidate.category
         return None
 
+    def label_of(self, status: str, locale: Locale) -> str:
+        """The name of ``status`` that customers of ``locale`` read."""
+        for candidate in self.statuses:
+            if candidate.name.lower() == status.lower():
+                return candidate.labels.get(locale, candidate.name)
+        return status
+
     def first_of(self, category: StatusCategory) -> str:
         """The first configured status of ``category`` (New for new tickets, ...)."""
         return next(s.name for s in self.statuses if s.category == category)
@@ -227,7 +238,7 @@ class Route(_Section):
     queue: str = "support"
     priority: Priority = "normal"
     tags: list[str] = []
-    locale: Literal["en", "id"] = "en"
+    locale: Locale = "en"
     assign: Literal["none", "round_robin", "least_open"] = "none"
     agents: list[str] = []
     calendar: str = ""  # a [[calendars]] name: business hours for SLA targets; "" = 24/7

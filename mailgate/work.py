@@ -135,6 +135,6 @@ def pipeline_deps(runtime: RuntimeConfig) -> PipelineDeps:
     """The signer and composer the pipeline and the web share."""
     settings = runtime.settings
     signer = Signer(server_secret(settings))
-    templates = MailTemplates(settings.templates.directory, settings.tickets.zone)
+    templates = MailTemplates(lambda: runtime.settings.templates.directory, settings.tickets.zone)
     composer = Composer(templates, signer, settings.web.base_url)
     return PipelineDeps(runtime, signer, composer)

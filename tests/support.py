@@ -65,8 +65,8 @@ def free_port() -> int:
 
 
 def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + "}"
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
@@ -110,6 +110,7 @@ class MailgateSetup:
         self.imap: list[dict] = []  # [[imap]] mailboxes (issue 5)
         self.calendars: list[dict] = []  # [[calendars]], "hours" as a dict
         self.sla: list[dict] = []  # [[sla]] policies
+        self.statuses: list[dict] = []  # [[tickets.statuses]]; empty: the default set
 
     @property
     def config_path(self) -> Path:
@@ -127,6 +128,7 @@ class MailgateSetup:
             "imap": self.imap,
             "calendars": self.calendars,
             "sla": self.sla,
+            "tickets.statuses": self.statuses,
         }
         for table, items in tables.items():
             for item in items:

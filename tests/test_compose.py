@@ -164,7 +164,7 @@ def test_only_a_non_ascii_address_makes_it_smtputf8():
 def test_the_references_chain_is_folded_between_ids():
     chain = tuple(f"<{n:04d}.{'x' * 30}@client.test>" for n in range(30))
     parent = InReplyTo(chain[-1], chain[:-1])
-    outgoing = COMPOSER.solved(ticket(), ROUTE, parent)
+    outgoing = COMPOSER.solved(ticket(), ROUTE, parent, "Solved")
     message = parse(outgoing)
     assert message["References"].split() == list(chain[-20:])
     lines = head_lines(outgoing)

@@ -72,6 +72,20 @@ def test_bad_value_in_a_route():
 
 
 @pytest.mark.parametrize(
+    ("labels", "complaint"), [('{ fr = "Résolu" }', "fr"), ('{ id = "" }', "at least 1")]
+)
+def test_status_labels_are_for_our_locales_and_not_empty(labels, complaint):
+    statuses = "".join(
+        f'[[tickets.statuses]]\nname = "{name}"\ncategory = "{name.lower()}"\n'
+        + (f"labels = {labels}\n" if name == "Solved" else "")
+        for name in ("New", "Open", "Solved", "Closed")
+    )
+    with pytest.raises(ConfigError) as error:
+        parse_config(statuses, "cfg.toml")
+    assert "tickets.statuses[2].labels" in str(error.value) and complaint in str(error.value)
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         (

@@ -16,7 +16,8 @@ import pytest
 
 import mailgate
 from tests.postfix import MailSink, SystemUser, give_to, running_postfix, traversable
-from tests.support import MailgateSetup, free_port, journal_entries, need
+from tests.support import MailgateSetup, daemon_running, free_port, journal_entries, need
+from tests.test_pipeline import mail, settled
 
 MESSAGE = (
     b"From: Customer <cust@client.test>\r\n"
@@ -301,3 +302,42 @@ async def test_postfix_pipe_defers_while_database_is_down(
 
     [entry] = await postfix.wait(delivered, "the retried message in the journal", 60)
     assert b"\nBody of later.\n" in entry.raw
+
+
+def piped(sender: str, return_path: str | None) -> bytes:
+    """A customer's mail from ``sender`` as an MDA gets it, with or without Return-Path."""
+    raw = mail(f"From {sender}", sender=sender)
+    if return_path is None:
+        return raw
+    # The topmost counts: the one the last MTA wrote, above older hops' headers.
+    top = f"Return-Path: <{return_path}>\r\nReceived: from mx.client.test\r\n"
+    return top.encode() + b"Return-Path: <older@relay.test>\r\n" + raw
+
+
+async def test_without_sender_the_return_path_is_the_sender_and_empty_is_a_bounce(
+    setup, smarthost, engine
+):
+    """fetchmail, procmail, maildrop and .forward pass no sender: the topmost
+    Return-Path says who sent it, and without one the sender is unknown, not null.
+    Only ``--sender ''`` (Postfix's bounce) or ``Return-Path: <>`` is a bounce."""
+    setup.sections["outbound"] = {"smarthost": f"127.0.0.1:{smarthost.port}"}
+    rcpt = "--recipient=support@example.test"
+    async with daemon_running(setup):
+        runs = [
+            (piped("carol@client.test", "carol@client.test"), "--sender="),
+            (piped("frank@client.test", ""), None),
+            (piped("dave@client.test", "dave@client.test"), None),
+            (piped("erin@client.test", None), None),
+        ]
+        for raw, sender in runs:
+            code, output = await deliver(setup, raw, rcpt, *([sender] if sender else []))
+            assert code == 0, output
+        entries = await settled(engine, 4)
+        assert [(e.source, e.mail_from) for e in entries] == [
+            ("pipe", ""), ("mda", ""), ("mda", "dave@client.test"), ("mda", "")
+        ]  # fmt: skip
+        # The barrier: the last two are acknowledged, the bounces before them never.
+        await smarthost.wait_for(2)
+        assert sorted(m.rcpt_tos for m in smarthost.messages) == [
+            ("dave@client.test",), ("erin@client.test",)
+        ]  # fmt: skip

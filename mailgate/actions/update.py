@@ -79,7 +79,9 @@ async def _tell_solved(session, ctx: ActionContext, ticket: Ticket, now) -> None
         audit(session, ticket, "mailgate", "solved_mail_skipped", now, reason=reason)
         return
     parent = await customer_thread(session, ticket)
-    queue_mail(session, ticket, ctx.composer.solved(ticket, route_of(ctx.runtime, ticket), parent))
+    route = route_of(ctx.runtime, ticket)
+    name = ctx.runtime.settings.tickets.label_of(ticket.status, route.locale)
+    queue_mail(session, ticket, ctx.composer.solved(ticket, route, parent, name))
 
 
 def _set_priority(session, ticket: Ticket, agent, priority, now) -> list[str]:

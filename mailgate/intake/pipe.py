@@ -4,6 +4,12 @@ Exit codes follow sysexits(3), which Postfix and Exim understand: 0 stored;
 67 (EX_NOUSER) for an unknown recipient and 65 (EX_DATAERR) for an empty message or
 one over the size limit, so the MTA bounces; 75 (EX_TEMPFAIL) when the message could
 not be stored, so the MTA keeps it queued and tries again.
+
+The envelope sender: ``--sender`` as the MTA gives it (``''``, or Postfix's default
+``MAILER-DAEMON``, is the null sender of a bounce). Without ``--sender`` (fetchmail,
+procmail, maildrop, ``.forward``) it is the topmost ``Return-Path`` header that the
+delivering MTA wrote, and unknown without one: such mail is treated by its From,
+like mail fetched by IMAP, never as a bounce for want of a sender.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from mailgate.addresses import RouteTable
+from mailgate.addresses import RouteTable, envelope_sender
+from mailgate.intake.imap_wire import return_path
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
 from mailgate.pipeline.parse import is_empty
 
@@ -40,14 +47,32 @@ def refusal(
     return None
 
 
+def arrival(
+    sender: str | None, recipients: Sequence[str], raw: bytes, trusted: bool = False
+) -> Arrival:
+    """The journal's record of a piped message; ``sender`` None: no --sender given;
+    ``trusted``: "deliver" is one of ``[auth] trusted_paths``."""
+    if sender is None:  # the sender from Return-Path, read again by the pipeline
+        return Arrival("mda", _stored(return_path(raw)), tuple(recipients), raw, trusted=trusted)
+    return Arrival("pipe", _stored(sender), tuple(recipients), raw, trusted=trusted)
+
+
+def _stored(path: str) -> str:
+    """A reverse-path as the journal keeps it; kept as given if it is no address."""
+    sender = envelope_sender(path)
+    return path.strip() if sender is None else sender
+
+
 async def store(
-    journal: Journal, sender: str, recipients: Sequence[str], raw: bytes, trusted: bool = False
+    journal: Journal,
+    sender: str | None,
+    recipients: Sequence[str],
+    raw: bytes,
+    trusted: bool = False,
 ) -> int:
-    """Journal one piped message (``trusted``: "deliver" is one of ``[auth]
-    trusted_paths``); the exit code for the MTA."""
-    arrival = Arrival("pipe", sender, tuple(recipients), raw, trusted=trusted)
+    """Journal one piped message; the exit code for the MTA."""
     try:
-        entry_id = await journal.store(arrival)
+        entry_id = await journal.store(arrival(sender, recipients, raw, trusted))
     except JournalUnavailable as exc:
         log.error("4.3.0 could not store the message, try again later: %s", exc)
         return EX_TEMPFAIL

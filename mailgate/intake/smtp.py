@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import ssl
 import stat
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailgate.addresses import envelope_sender, mailbox
 from mailgate.config import Smtp, parse_listen
 from mailgate.intake.sessions import AdmittedSession, SessionRegistry
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
@@ -31,8 +31,7 @@ EMPTY = "554 5.6.0 Message is empty"
 # RFC 5321 4.5.3.1.10: the client sends the message to the recipients taken so far and
 # the rest in a later transaction.
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
-# Lenient on purpose (quoted local parts, IDNs), but not on brackets or blanks.
-_PLAUSIBLE_ADDRESS = re.compile(r"^[^\s<>]+@[^\s<>@]+$")
+NULL_SENDER = "<>"  # aiosmtpd needs a non-empty sender until DATA
 
 
 class IntakeHandler:
@@ -50,21 +49,22 @@ class IntakeHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options
     ) -> str:
-        # "<>" is the null sender of bounces; aiosmtpd needs it non-empty until DATA.
-        if address != "<>" and not _PLAUSIBLE_ADDRESS.match(address):
+        sender = envelope_sender(address)  # aiosmtpd has read the path, quotes kept
+        if sender is None:
             return f"553 5.1.7 <{address}>: bad sender address syntax"
-        envelope.mail_from = address
+        envelope.mail_from = sender or NULL_SENDER
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options
     ) -> str:
-        if not self._runtime.routes.is_ours(address):
+        recipient = mailbox(address)
+        if not self._runtime.routes.is_ours(recipient):
             return f"550 5.1.1 <{address}>: no such mailbox here"
         if len(envelope.rcpt_tos) >= self._runtime.settings.smtp.max_recipients:
             return TOO_MANY_RECIPIENTS
-        envelope.rcpt_tos.append(address)
+        envelope.rcpt_tos.append(recipient)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -76,7 +76,7 @@ class IntakeHandler:
         """Journal the message; the status that says whether it was stored."""
         arrival = Arrival(
             source=self._source,
-            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
             recipients=tuple(envelope.rcpt_tos),
             raw=envelope.original_content or b"",
             peer=_peer_text(session.peer),

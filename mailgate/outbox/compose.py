@@ -111,9 +111,9 @@ class Composer:
             "acknowledgement", ticket, route, parent, customer_name, "auto-replied"
         )
 
-    def solved(self, ticket: Ticket, route: Route, parent: InReplyTo) -> Outgoing:
-        """Tells the customer their ticket is solved, that a reply reopens it, and
-        how to rate it."""
+    def solved(self, ticket: Ticket, route: Route, parent: InReplyTo, status_name: str) -> Outgoing:
+        """Tells the customer their ticket is solved (``status_name``: its status as the
+        customer reads it), that a reply reopens it, and how to rate it."""
         return self._to_customer(
             "solved",
             ticket,
@@ -121,6 +121,7 @@ class Composer:
             parent,
             ticket.customer_name,
             "auto-generated",
+            status_name=status_name,
             rating_urls=self.rating_urls(ticket.code),
         )
 

@@ -1,12 +1,15 @@
 """Mail templates: Jinja2 files ``<locale>/<kind>.txt`` whose first line is the Subject.
 
 An admin's directory (``[templates] directory``) is searched first, so a single file
-can be overridden; the built-in templates ship in ``templates/mail``. The ``when``
-filter shows a time in the team's zone (``[tickets] timezone``) with its abbreviation.
+can be overridden; the built-in templates ship in ``templates/mail``. The directory is
+read from the current settings, and an override added later is found (``resources``).
+The ``when`` filter shows a time in the team's zone (``[tickets] timezone``) with its
+abbreviation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -14,7 +17,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from mailgate.localtime import format_local
-from mailgate.resources import builtin_templates
+from mailgate.resources import OverridableLoader, builtin_templates
 
 FALLBACK_LOCALE = "en"
 
@@ -26,10 +29,12 @@ class RenderedMail:
 
 
 class MailTemplates:
-    def __init__(self, admin_directory: str = "", zone: ZoneInfo | None = None) -> None:
-        search = [admin_directory] if admin_directory else []
+    def __init__(
+        self, admin_directory: Callable[[], str] = str, zone: ZoneInfo | None = None
+    ) -> None:
+        """``admin_directory`` gives the admin's directory of the moment ("" for none)."""
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([*search, str(builtin_templates("mail"))]),
+            loader=OverridableLoader(admin_directory, builtin_templates("mail")),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,  # plain-text mail; the web escapes on display

@@ -21,6 +21,7 @@ from mailgate.db.records import add_attachment, audit
 from mailgate.localtime import local_day
 from mailgate.outbox.compose import Composer, InReplyTo, Outgoing
 from mailgate.outbox.ratelimit import ack_key
+from mailgate.pipeline.codes import without_codes
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.known import Known
 from mailgate.pipeline.system_senders import takes_no_replies
@@ -50,7 +51,10 @@ async def apply(
     now = datetime.now(UTC)
     created = decision.ticket is None
     if created:
-        ticket = await _open_ticket(session, known, runtime, inbound, route, assignee, now)
+        follow_up = decision.follow_up_of is not None
+        ticket = await _open_ticket(
+            session, known, runtime, inbound, route, assignee, now, follow_up
+        )
         _record_origin(session, ticket, decision, now)
     else:
         ticket = decision.ticket
@@ -63,11 +67,16 @@ async def apply(
     return Applied(ticket, created, tuple(outgoing))
 
 
-async def _open_ticket(session, known: Known, runtime, inbound, route, assignee, now) -> Ticket:
+async def _open_ticket(
+    session, known: Known, runtime, inbound, route, assignee, now, follow_up: bool
+) -> Ticket:
     settings = runtime.settings.tickets
+    subject = inbound.message.subject
+    if follow_up:  # the new ticket's own code only, not the closed one's beside it
+        subject = without_codes(subject)
     ticket = Ticket(
         code=await known.new_code(settings.code_prefix, local_day(now, settings.zone)),
-        subject=inbound.message.subject[:1000],
+        subject=subject[:1000],
         customer_name=inbound.sender_name[:255],
         customer_email=inbound.customer_email,
         queue=route.queue,

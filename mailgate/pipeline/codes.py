@@ -25,16 +25,25 @@ def new_code(prefix: str, day: date) -> str:
     return f"{prefix}-{day:%Y%m%d}-{suffix}"
 
 
-def code_pattern(prefix: str) -> re.Pattern[str]:
-    """Finds ``[PREFIX-YYYYMMDD-XXXX]`` (brackets optional) in a subject, any case."""
-    return re.compile(
-        rf"(?<![A-Z0-9]){re.escape(prefix)}-\d{{8}}-[{ALPHABET}]{{{SUFFIX_LENGTH}}}(?![A-Z0-9])",
-        re.IGNORECASE,
-    )
+# Any prefix ``[tickets] code_prefix`` allows: a code keeps threading after the prefix
+# changes, as it is looked up whole (an unknown code finds nothing).
+_CODE = re.compile(
+    rf"(?<![A-Z0-9])[A-Z][A-Z0-9]{{0,9}}-\d{{8}}-[{ALPHABET}]{{{SUFFIX_LENGTH}}}(?![A-Z0-9])",
+    re.IGNORECASE,
+)
+_BRACKETED_CODE = re.compile(rf"\s*\[\s*(?:{_CODE.pattern})\s*\]\s*|\s*{_CODE.pattern}\s*", re.I)
+MAX_CODES = 10  # looked up per subject
 
 
-def codes_in(subject: str, prefix: str) -> list[str]:
-    return [match.upper() for match in code_pattern(prefix).findall(subject)]
+def codes_in(subject: str) -> list[str]:
+    """The ticket codes (``[PREFIX-YYYYMMDD-XXXX]``, brackets optional, any case) in a
+    subject, whatever their prefix."""
+    return [match.upper() for match in _CODE.findall(subject)][:MAX_CODES]
+
+
+def without_codes(subject: str) -> str:
+    """``subject`` without the ticket codes in it: a follow-up ticket's own subject."""
+    return " ".join(_BRACKETED_CODE.sub(" ", subject).split())
 
 
 async def unused_code(session: AsyncSession, prefix: str, day: date) -> str:

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 
 
+# Sources of mail that came without an envelope (IMAP; ``mailgate deliver`` run with
+# no --sender, as from procmail): the sender is the topmost Return-Path header's, and
+# unknown, not the null sender of a bounce, without one.
+SENDER_FROM_HEADER = frozenset({"imap", "mda"})
+
+
 @dataclass(frozen=True)
 class Arrival:
     """A message as an intake adapter received it: envelope and raw bytes."""

@@ -118,10 +118,9 @@ class Known:
         return self._codes.pop()
 
     async def _load_tickets(self, inbounds: Sequence[Inbound]) -> None:
-        prefix = self._runtime.settings.tickets.code_prefix
         refs = [mid for inbound in inbounds for mid in thread_ids(inbound.message)]
         await self._load_refs(refs)
-        codes = {code for inbound in inbounds for code in codes_in(inbound.message.subject, prefix)}
+        codes = {code for inbound in inbounds for code in codes_in(inbound.message.subject)}
         codes |= {signed.code.upper() for inbound in inbounds for signed in inbound.signed}
         for chunk in _chunks(codes):
             query = select(Ticket).where(Ticket.code.in_(chunk))

@@ -36,6 +36,7 @@ from email.message import EmailMessage, Message
 from email.policy import EmailPolicy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
+from mailgate.addresses import mailbox
 from mailgate.message import Address, ParsedAttachment, ParsedMessage
 from mailgate.pipeline import html as html_step
 from mailgate.pipeline import tnef
@@ -552,8 +553,8 @@ def _addresses(value: str) -> tuple[Address, ...]:
         pairs = getaddresses([value])[:MAX_ADDRESSES]
     found = []
     for display, email in pairs:
-        email = _CONTROL.sub("", email).strip()
-        if not email or len(email) > 320 or len(email.split()) != 1:
+        email = mailbox(_CONTROL.sub("", email).strip())  # quoted local parts kept
+        if not email or len(email) > 320:
             continue
         local, at, domain = email.rpartition("@")
         email = f"{local}@{domain.lower()}" if at else email

@@ -52,7 +52,7 @@ async def find_thread(
     decision = (
         await _by_signed_address(known, signed)
         or await _by_references(known, message)
-        or await _by_subject_code(known, message, sender_is_agent, tickets.code_prefix)
+        or await _by_subject_code(known, message, sender_is_agent)
         or ThreadDecision(None, "new")
     )
     ticket = decision.ticket
@@ -81,9 +81,9 @@ async def _by_references(known: Known, message: ParsedMessage) -> ThreadDecision
     return ThreadDecision(ticket, "references") if ticket is not None else None
 
 
-async def _by_subject_code(known: Known, message, sender_is_agent, prefix) -> ThreadDecision | None:
+async def _by_subject_code(known: Known, message, sender_is_agent) -> ThreadDecision | None:
     sender = message.sender.email.lower() if message.sender else ""
-    for code in codes_in(message.subject, prefix):
+    for code in codes_in(message.subject):
         ticket = await known.ticket_by_code(code)
         if ticket is None:
             continue

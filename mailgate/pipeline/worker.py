@@ -42,6 +42,7 @@ from mailgate.pipeline.apply import apply
 from mailgate.pipeline.bounces import bounced_outbox_id, handle_bounce
 from mailgate.pipeline.classify import classify
 from mailgate.pipeline.inbound import Inbound
+from mailgate.pipeline.journal import SENDER_FROM_HEADER
 from mailgate.pipeline.known import Known
 from mailgate.pipeline.parse import parse
 from mailgate.pipeline.route import Assigner, route_for
@@ -439,7 +440,7 @@ def _by_size(claimed: list[tuple[int, int]], most_bytes: int) -> list[list[int]]
 
 def _return_path(inbound: Inbound) -> str | None:
     """The envelope sender; None when unknown (IMAP mail without a Return-Path header)."""
-    if inbound.source == "imap" and not inbound.message.header("return-path"):
+    if inbound.source in SENDER_FROM_HEADER and not inbound.message.header("return-path"):
         return None
     return inbound.envelope_from
 

@@ -73,7 +73,8 @@ def init_app(context: WebContext) -> web.Application:
     app[ENGINE] = context.engine
     app[RUNTIME] = context.runtime
     app[PASSWORDS] = Passwords()
-    setup_pages(app, context.runtime.settings.templates.directory)
+    runtime = context.runtime
+    setup_pages(app, lambda: runtime.settings.templates.directory)
     app.router.add_get("/healthz", healthz)
     status.add_routes(app)
     metrics.add_routes(app)

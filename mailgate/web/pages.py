@@ -6,11 +6,13 @@ override any of them (``web/<name>.html``), like the mail templates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from mailgate.resources import builtin_templates
+from mailgate.resources import OverridableLoader, builtin_templates
 from mailgate.web.auth import csrf_token, current_agent, display_zone
 from mailgate.web.formats import FILTERS
 
@@ -43,13 +45,18 @@ async def security_headers(request: web.Request, handler):
     return response
 
 
-def setup_pages(app: web.Application, admin_directory: str = "") -> None:
-    """Jinja2 for pages (autoescaped, strict) and ``/static`` for the stylesheet."""
+def setup_pages(app: web.Application, admin_directory: Callable[[], str] = str) -> None:
+    """Jinja2 for pages (autoescaped, strict) and ``/static`` for the stylesheet;
+    ``admin_directory`` gives the current ``[templates] directory`` (pages in its ``web``)."""
+
+    def overrides() -> str:
+        directory = admin_directory()
+        return f"{directory}/web" if directory else ""
+
     builtin = builtin_templates("web")
-    search = [f"{admin_directory}/web"] if admin_directory else []
     env = aiohttp_jinja2.setup(
         app,
-        loader=jinja2.FileSystemLoader([*search, str(builtin)]),
+        loader=OverridableLoader(overrides, builtin),
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[aiohttp_jinja2.request_processor, _zone_processor],
     )
