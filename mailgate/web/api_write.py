@@ -21,7 +21,7 @@ from mailgate import actions
 from mailgate.actions.values import MAX_TAGS, SPACE, storable
 from mailgate.db.models import Ticket, TicketTag
 from mailgate.db.session import sessions
-from mailgate.web.api import ApiError, message_shapes, ticket_shapes
+from mailgate.web.api import ApiError, message_shapes, ticket_shapes, unprocessable
 from mailgate.web.keys import CONTEXT
 
 API_ACTOR = "api"  # who the audit events of a PATCH name
@@ -153,7 +153,7 @@ async def _act(awaitable):
     try:
         return await awaitable
     except actions.ActionError as error:
-        raise ApiError(422, "unprocessable", f"{error.field}: {error.message}") from None
+        raise unprocessable(error) from None
 
 
 def _ctx(request: web.Request) -> actions.ActionContext:
