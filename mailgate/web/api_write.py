@@ -110,10 +110,13 @@ async def patch_ticket(request: web.Request) -> web.Response:
 
 
 async def not_spam(request: web.Request) -> web.Response:
-    """Release a ticket held back as spam; its acknowledgement goes out."""
+    """Release a ticket held back as spam; its acknowledgement goes out. A ticket in
+    the inbox already is a 409: the request is sound, the ticket's state is not."""
     context = request.app[CONTEXT]
     async with sessions(context.engine).begin() as session:
         ticket = await _ticket(session, request.match_info["code"])
+        if not ticket.spam:
+            raise ApiError(409, "conflict", f"{ticket.code} is not held back as spam")
         await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
         await session.flush()
         [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])

@@ -35,7 +35,8 @@ def _errors(*statuses: int) -> dict:
         400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
         404: "No such ticket",
-        409: "The ticket was merged into another; act on that one",
+        409: "The ticket was merged into another (act on that one), or for not-spam, "
+        "is not held back as spam",
         422: "A value that cannot be used: unknown status, agent, priority, a malformed tag",
     }
     return {str(status): _json(_ref("Error"), meaning[status]) for status in statuses}
