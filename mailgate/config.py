@@ -182,6 +182,9 @@ class Tickets(_Section):
     notify_rate_limit: str = Field("120/1h", pattern=RATE)
     notify_ticket_rate_limit: str = Field("10/10m", pattern=RATE)
     statuses: list[Status] = DEFAULT_STATUSES
+    # The closed status a ticket merged into another gets; "" = the closed status
+    # named Closed, else the first closed one.
+    merged_status: str = ""
     # Where the team's day begins: ticket code dates, report days, times on pages and mail.
     timezone: str = "UTC"
 
@@ -198,11 +201,16 @@ class Tickets(_Section):
     @field_validator("statuses")
     @classmethod
     def _usable_statuses(cls, statuses: list[Status]) -> list[Status]:
+        """A ticket must be able to start (a new or open status), be solved (the
+        customer is told) and end for good (a closed one: merges, and replies that
+        open a follow-up). Waiting on the customer (pending) is optional."""
         names = [status.name.lower() for status in statuses]
         if len(set(names)) != len(names):
             raise ValueError("status names must be unique")
         categories = {status.category for status in statuses}
-        for needed in ("new", "open", "solved", "closed"):
+        if not categories & {"new", "open"}:
+            raise ValueError("needs at least one status of category 'new' or 'open'")
+        for needed in ("solved", "closed"):
             if needed not in categories:
                 raise ValueError(f"needs at least one status of category {needed!r}")
         return statuses
@@ -224,9 +232,32 @@ class Tickets(_Section):
                 return candidate.labels.get(locale, candidate.name)
         return status
 
-    def first_of(self, category: StatusCategory) -> str:
-        """The first configured status of ``category`` (New for new tickets, ...)."""
-        return next(s.name for s in self.statuses if s.category == category)
+    def first_of(self, *categories: StatusCategory) -> str:
+        """The first configured status of the first of ``categories`` that has one."""
+        for category in categories:
+            for status in self.statuses:
+                if status.category == category:
+                    return status.name
+        raise LookupError(f"no status of category {' or '.join(categories)}")
+
+    @property
+    def start_status(self) -> str:
+        """The status of a new ticket: the first new one, else the first open one."""
+        return self.first_of("new", "open")
+
+    @property
+    def working_status(self) -> str:
+        """Where an answered new ticket and a customer's reply to a pending or solved
+        one go: the first open status, else the first new one."""
+        return self.first_of("open", "new")
+
+    @property
+    def merged(self) -> str:
+        """The closed status of a ticket merged into another (``merged_status``)."""
+        closed = [s.name for s in self.statuses if s.category == "closed"]
+        if self.merged_status:
+            return next(n for n in closed if n.lower() == self.merged_status.lower())
+        return next((n for n in closed if n.lower() == "closed"), closed[0])
 
 
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -485,7 +516,12 @@ def references(settings: Settings) -> list[tuple[tuple, str]]:
         if route.calendar and route.calendar not in calendars:
             problem = f"no [[calendars]] named {route.calendar!r}"
             problems.append((("routes", index, "calendar"), problem))
-    return problems + _sla_references(settings) + _trusted_path_references(settings)
+    return [
+        *problems,
+        *_sla_references(settings),
+        *_trusted_path_references(settings),
+        *_merged_status_reference(settings),
+    ]
 
 
 def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
@@ -501,6 +537,15 @@ def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
             problem = f"no status named {policy.escalate_to!r} in [tickets] statuses"
             problems.append((("sla", index, "escalate_to"), problem))
     return problems
+
+
+def _merged_status_reference(settings: Settings) -> list[tuple[tuple, str]]:
+    tickets = settings.tickets
+    if not tickets.merged_status or tickets.category_of(tickets.merged_status) == "closed":
+        return []
+    closed = ", ".join(s.name for s in tickets.statuses if s.category == "closed")
+    problem = f"{tickets.merged_status!r} is not a closed status; one of {closed}"
+    return [(("tickets", "merged_status"), problem)]
 
 
 def _where(loc: tuple, lines: KeyLines, source: str) -> str:

@@ -341,7 +341,9 @@ async def test_merge_moves_thread_and_people_and_closes_the_source(db, ctx):
         await merge_tickets(session, ctx, source, target, ALICE)
     async with db() as session:
         source = await session.get(Ticket, source.id)
-        assert source.merged_into_id == target.id and source.status == "Unresolved"
+        # Closed, not Unresolved (the first closed status): a merged ticket was not
+        # left unresolved.
+        assert source.merged_into_id == target.id and source.status == "Closed"
         count = select(func.count()).select_from(Message)
         assert await session.scalar(count.where(Message.ticket_id == target.id)) == 3
         refs = await session.scalars(select(ThreadRef.ticket_id).distinct())

@@ -107,3 +107,33 @@ async def test_ticket_detail_has_messages(daemon, engine):
     assert message["to"] == ["support@example.test"]
     assert message["text"].strip() == "text number 0"
     assert message["message_id"].startswith("<") and message["attachments"] == []
+
+
+async def test_priority_and_tag_filters(daemon, engine):
+    await fill(daemon, engine, 4)  # 0 and 3 to billing: priority high, tag billing
+    for params in ({"priority": "high"}, {"priority": "HIGH"}, {"tag": "billing"}):
+        listed = await api_get(daemon.setup, "/api/v1/tickets", **params)
+        assert sorted(t["subject"] for t in listed["tickets"]) == ["Question 0", "Question 3"]
+    normal = await api_get(daemon.setup, "/api/v1/tickets", priority="normal", tag="")
+    assert sorted(t["subject"] for t in normal["tickets"]) == ["Question 1", "Question 2"]
+    both = await api_get(daemon.setup, "/api/v1/tickets", priority="normal", tag="billing")
+    assert both["tickets"] == []
+    unknown_tag = await api_get(daemon.setup, "/api/v1/tickets", tag="vip")
+    assert unknown_tag["tickets"] == []
+    everything = await api_get(daemon.setup, "/api/v1/tickets", status="", priority="")
+    assert len(everything["tickets"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"status": "bogus"}, "status: unknown status 'bogus'; one of New, Open, Pending, "),
+        ({"priority": "extreme"}, "priority: unknown priority 'extreme'; one of low, "),
+        ({"tag": "two words"}, "tags: 'two words' is not a tag"),
+    ],
+)
+async def test_an_unknown_filter_value_is_422_as_patch_answers_it(daemon, params, message):
+    status, body = await api_call(daemon.setup, "/api/v1/tickets", **params)
+    assert status == 422, body
+    assert body["error"]["code"] == "unprocessable"
+    assert body["error"]["message"].startswith(message), body

@@ -146,6 +146,7 @@ async def test_errors_are_json_with_the_right_status(daemon, engine, code):
         ("POST", messages, {"kind": "agent"}, 422),
         ("POST", "/api/v1/tickets/TCK-20260101-XXXX/messages", reply, 404),
         ("PATCH", "/api/v1/tickets/TCK-20260101-XXXX", {"status": "Open"}, 404),
+        ("POST", f"{ticket}/not-spam", b"", 409),  # it is in the inbox already
     ]
     for method, path, body, expected in cases:
         status, answer = await call(daemon, method, path, body)

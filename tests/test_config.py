@@ -266,3 +266,64 @@ def test_check_config_explains_the_trust(tmp_path):
     assert "smtp.socket_group: there is no group named 'no-such-group-here'" in no_group.stderr
     wrong = check(tmp_path, trusting(paths='["127.0.0.1:8024"]'))
     assert wrong.returncode == 78 and "auth.trusted_paths: '127.0.0.1:8024'" in wrong.stderr
+
+
+BANGNOPI = [("Open", "open"), ("Pending", "pending"), ("Solved", "solved"), ("Closed", "closed")]
+QONTAK = [
+    ("New ticket", "new"),
+    ("Under investigation", "open"),
+    ("Urgent escalation", "open"),
+    ("Resolved", "solved"),
+    ("Unresolved", "closed"),
+]
+
+
+def status_set(statuses: list[tuple[str, str]], tickets: str = "") -> str:
+    return f"[tickets]\n{tickets}\n" + "".join(
+        f'[[tickets.statuses]]\nname = "{name}"\ncategory = "{category}"\n'
+        for name, category in statuses
+    )
+
+
+@pytest.mark.parametrize(
+    ("statuses", "start", "working", "merged"),
+    [
+        (BANGNOPI, "Open", "Open", "Closed"),
+        (QONTAK, "New ticket", "Under investigation", "Unresolved"),
+        ([("New", "new"), ("Done", "solved"), ("Gone", "closed")], "New", "New", "Gone"),
+    ],
+)
+def test_any_status_set_that_starts_solves_and_closes_is_valid(statuses, start, working, merged):
+    tickets = parse_config(status_set(statuses), "cfg.toml").tickets
+    assert (tickets.start_status, tickets.working_status, tickets.merged) == (
+        start,
+        working,
+        merged,
+    )
+
+
+@pytest.mark.parametrize(
+    ("statuses", "complaint"),
+    [
+        ([("Waiting", "pending"), ("Solved", "solved"), ("Closed", "closed")], "'new' or 'open'"),
+        ([("Open", "open"), ("Closed", "closed")], "'solved'"),
+        ([("Open", "open"), ("Solved", "solved")], "'closed'"),
+    ],
+)
+def test_a_status_set_must_start_solve_and_close(statuses, complaint):
+    with pytest.raises(ConfigError) as error:
+        parse_config(status_set(statuses), "cfg.toml")
+    assert f"needs at least one status of category {complaint}" in str(error.value)
+
+
+def test_merged_status_names_a_closed_status():
+    merged = parse_config(status_set([*QONTAK, ("Closed", "closed")]), "c")
+    assert merged.tickets.merged == "Closed"  # by name, though not the first closed one
+    chosen = parse_config("[tickets]\nmerged_status = 'unresolved'\n", "cfg.toml")
+    assert chosen.tickets.merged == "Unresolved"
+    with pytest.raises(ConfigError) as error:
+        parse_config("[tickets]\ncode_prefix = 'TCK'\nmerged_status = 'Solved'\n", "cfg.toml")
+    assert str(error.value) == (
+        "cfg.toml:3: tickets.merged_status: 'Solved' is not a closed status; "
+        "one of Unresolved, Closed"
+    )

@@ -40,6 +40,15 @@ def test_the_document_states_the_rules_the_server_enforces():
     assert cursor == {"type": "string", "pattern": "^[0-9a-f]{1,15}$"}
 
 
+def test_the_list_filters_are_documented_with_their_422():
+    listing = document(SETTINGS)["paths"]["/api/v1/tickets"]["get"]
+    schemas = {p["name"]: p["schema"] for p in listing["parameters"]}
+    assert schemas["status"]["enum"] == [*(s.name for s in SETTINGS.tickets.statuses), ""]
+    assert schemas["priority"]["enum"] == ["low", "normal", "high", "urgent", ""]
+    assert schemas["tag"]["pattern"] == f"^$|{TAG_PATTERN}"
+    assert "422" in listing["responses"]
+
+
 async def test_every_api_route_is_documented(tmp_path):
     settings = parse_config('[web]\nsecret_key = "k"\n', "test")
     runtime = RuntimeConfig(LoadedConfig(settings, None))

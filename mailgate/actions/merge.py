@@ -24,7 +24,8 @@ from mailgate.pipeline.codes import unused_code
 async def merge_tickets(
     session: AsyncSession, ctx: ActionContext, source: Ticket, target: Ticket, agent: str
 ) -> None:
-    """Merge ``source`` into ``target``; ``source`` is closed and points at ``target``."""
+    """Merge ``source`` into ``target``; ``source`` points at ``target`` and gets
+    ``[tickets] merged_status`` (Closed: it was not left unresolved)."""
     if source.id == target.id:
         raise ActionError("target", "a ticket cannot be merged into itself")
     for field, ticket in (("source", source), ("target", target)):
@@ -37,8 +38,6 @@ async def merge_tickets(
             update(model).where(model.ticket_id == source.id).values(ticket_id=target.id)
         )
     await _copy_people_and_tags(session, source, target)
-    tickets = ctx.runtime.settings.tickets
-    closed = tickets.first_of("closed")
     audit(
         session,
         source,
@@ -51,7 +50,7 @@ async def merge_tickets(
     )
     audit(session, target, agent, "merged_from", now, ticket=source.code)
     source.merged_into_id = target.id
-    source.status = closed
+    source.status = ctx.runtime.settings.tickets.merged
     source.updated_at = target.updated_at = now
 
 
@@ -121,7 +120,7 @@ async def _ticket_like(session, ctx: ActionContext, old: Ticket, message: Messag
         customer_name=message.from_name,
         customer_email=message.from_email or old.customer_email,
         queue=old.queue,
-        status=tickets.first_of("new"),
+        status=tickets.start_status,
         priority=old.priority,
         assignee=old.assignee,
         locale=old.locale,

@@ -140,12 +140,13 @@ async def _recipients(session: AsyncSession, ticket: Ticket):
 
 
 def _answered(session, ctx: ActionContext, ticket: Ticket, agent: str, now: datetime) -> None:
-    """The first answer sets the first-response time; a new ticket is now Open."""
+    """The first answer sets the first-response time; a new ticket is now Open (when
+    the set has an open status)."""
     tickets = ctx.runtime.settings.tickets
     if ticket.first_response_at is None:
         ticket.first_response_at = now
-    if tickets.category_of(ticket.status) == "new":
-        new_status = tickets.first_of("open")
+    new_status = tickets.working_status
+    if tickets.category_of(ticket.status) == "new" and tickets.category_of(new_status) == "open":
         audit(session, ticket, agent, "status", now, old=ticket.status, new=new_status)
         ticket.status = new_status
     ticket.updated_at = now

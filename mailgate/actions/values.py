@@ -7,13 +7,14 @@ names the field and says, in words an agent reads in a mail, what is wrong.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.base import UNSET, ActionContext, ActionError, Unset
+from mailgate.config import Tickets
 from mailgate.db.models import Ticket, TicketTag
 from mailgate.runtime import RuntimeConfig
 
@@ -70,26 +71,49 @@ def checked(runtime, current, status, priority, assignee, add_tags, remove_tags)
         raise ActionError("tags", f"the ticket has no tag {', '.join(missing)}")
     if len((current | set(tags)) - set(untags)) > max(MAX_TAGS, len(current)):
         raise ActionError("tags", f"a ticket has at most {MAX_TAGS} tags")
-    if priority is not None and priority.lower() not in PRIORITIES:
-        raise ActionError(
-            "priority", f"unknown priority {priority!r}; one of {', '.join(PRIORITIES)}"
-        )
     return Wanted(
-        status=None if status is None else status_name(runtime, status),
-        priority=None if priority is None else priority.lower(),
+        status=None if status is None else status_name(runtime.settings.tickets, status),
+        priority=None if priority is None else priority_name(priority),
         assignee=assignee if assignee in (UNSET, None) else resolve_agent(runtime, assignee),
         add_tags=tuple(dict.fromkeys(tags)),
         remove_tags=tuple(dict.fromkeys(untags)),
     )
 
 
-def status_name(runtime: RuntimeConfig, value: str) -> str:
+def status_name(tickets: Tickets, value: str) -> str:
     """The configured status ``value`` names (any case); else ActionError."""
-    for status in runtime.settings.tickets.statuses:
+    for status in tickets.statuses:
         if status.name.lower() == value.strip().lower():
             return status.name
-    names = ", ".join(s.name for s in runtime.settings.tickets.statuses)
+    names = ", ".join(s.name for s in tickets.statuses)
     raise ActionError("status", f"unknown status {value!r}; one of {names}")
+
+
+def priority_name(value: str) -> str:
+    """The priority ``value`` names (any case); else ActionError."""
+    if value.lower() not in PRIORITIES:
+        raise ActionError("priority", f"unknown priority {value!r}; one of {', '.join(PRIORITIES)}")
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class Filter:
+    """The checked values of a ticket list's filters; "" where any will do."""
+
+    status: str = ""
+    priority: str = ""
+    tag: str = ""
+
+
+def filter_values(tickets: Tickets, params: Mapping[str, str]) -> Filter:
+    """``status``, ``priority`` and ``tag`` of ``params`` as ``update_ticket`` would
+    take them (absent or empty: any); an ActionError for one no ticket can have."""
+    status, priority, tag = (params.get(name, "") for name in ("status", "priority", "tag"))
+    return Filter(
+        status=status and status_name(tickets, status),
+        priority=priority and priority_name(priority),
+        tag=tag and _tag(tag),
+    )
 
 
 def resolve_agent(runtime: RuntimeConfig, value: str) -> str:

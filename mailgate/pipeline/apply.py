@@ -80,7 +80,7 @@ async def _open_ticket(
         customer_name=inbound.sender_name[:255],
         customer_email=inbound.customer_email,
         queue=route.queue,
-        status=settings.first_of("new"),
+        status=settings.start_status,
         priority=route.priority,
         assignee=assignee,
         locale=route.locale,
@@ -114,10 +114,11 @@ def _record_origin(session, ticket: Ticket, decision: ThreadDecision, now) -> No
 
 
 def _reopen_if_waiting(session, runtime, ticket: Ticket, actor: str, now) -> None:
-    """A customer reply moves a pending or solved ticket back to Open."""
+    """A customer reply moves a pending or solved ticket back to Open (the first open
+    status, else the first new one)."""
     tickets = runtime.settings.tickets
     if tickets.category_of(ticket.status) in ("pending", "solved"):
-        new_status = tickets.first_of("open")
+        new_status = tickets.working_status
         audit(session, ticket, actor, "status", now, old=ticket.status, new=new_status)
         ticket.status = new_status
         ticket.solved_at = None

@@ -10,7 +10,9 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.actions.base import ActionError
 from mailgate.actions.satisfaction import ratings_of
+from mailgate.actions.values import filter_values
 from mailgate.config import Settings
 from mailgate.db.models import Attachment, Message, SatisfactionRating, Ticket, TicketTag
 from mailgate.numbers import whole_number
@@ -30,6 +32,11 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def unprocessable(error: ActionError) -> ApiError:
+    """The 422 of a value an action (or a filter) cannot use."""
+    return ApiError(422, "unprocessable", f"{error.field}: {error.message}")
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -73,13 +80,15 @@ def _authenticate(request: web.Request) -> None:
 
 async def list_tickets(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
-    query = _filtered(select(Ticket), request.query).order_by(Ticket.id.desc()).limit(limit + 1)
+    settings = request.app[RUNTIME].settings
+    query = _filtered(select(Ticket), request.query, settings)
+    query = query.order_by(Ticket.id.desc()).limit(limit + 1)
     if "cursor" in request.query:
         query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
     async with AsyncSession(request.app[ENGINE]) as session:
         tickets = list(await session.scalars(query))
         page = tickets[:limit]
-        shapes = await ticket_shapes(session, request.app[RUNTIME].settings, page)
+        shapes = await ticket_shapes(session, settings, page)
     next_cursor = _encode_cursor(page[-1].id) if len(tickets) > limit else None
     return web.json_response({"tickets": shapes, "next_cursor": next_cursor})
 
@@ -95,10 +104,22 @@ async def get_ticket(request: web.Request) -> web.Response:
     return web.json_response(shape)
 
 
-def _filtered(query, params):
+def _filtered(query, params, settings: Settings):
+    """``query`` narrowed by the list's filters; a value no ticket can have (an
+    unknown status or priority, a malformed tag) is a 422, as PATCH answers it."""
     query = query.where(Ticket.spam.is_(_flag(params, "spam")))
-    if params.get("status"):
-        query = query.where(func.lower(Ticket.status) == params["status"].lower())
+    try:
+        wanted = filter_values(settings.tickets, params)
+    except ActionError as error:
+        raise unprocessable(error) from None
+    if wanted.status:
+        query = query.where(func.lower(Ticket.status) == wanted.status.lower())
+    if wanted.priority:
+        query = query.where(Ticket.priority == wanted.priority)
+    if wanted.tag:
+        query = query.where(
+            Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag == wanted.tag))
+        )
     if params.get("queue"):
         query = query.where(Ticket.queue == params["queue"])
     if "assignee" in params:

@@ -21,7 +21,7 @@ from mailgate import actions
 from mailgate.actions.values import MAX_TAGS, SPACE, storable
 from mailgate.db.models import Ticket, TicketTag
 from mailgate.db.session import sessions
-from mailgate.web.api import ApiError, message_shapes, ticket_shapes
+from mailgate.web.api import ApiError, message_shapes, ticket_shapes, unprocessable
 from mailgate.web.keys import CONTEXT
 
 API_ACTOR = "api"  # who the audit events of a PATCH name
@@ -110,10 +110,13 @@ async def patch_ticket(request: web.Request) -> web.Response:
 
 
 async def not_spam(request: web.Request) -> web.Response:
-    """Release a ticket held back as spam; its acknowledgement goes out."""
+    """Release a ticket held back as spam; its acknowledgement goes out. A ticket in
+    the inbox already is a 409: the request is sound, the ticket's state is not."""
     context = request.app[CONTEXT]
     async with sessions(context.engine).begin() as session:
         ticket = await _ticket(session, request.match_info["code"])
+        if not ticket.spam:
+            raise ApiError(409, "conflict", f"{ticket.code} is not held back as spam")
         await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
         await session.flush()
         [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
@@ -153,7 +156,7 @@ async def _act(awaitable):
     try:
         return await awaitable
     except actions.ActionError as error:
-        raise ApiError(422, "unprocessable", f"{error.field}: {error.message}") from None
+        raise unprocessable(error) from None
 
 
 def _ctx(request: web.Request) -> actions.ActionContext:

@@ -35,8 +35,9 @@ def _errors(*statuses: int) -> dict:
         400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
         404: "No such ticket",
-        409: "The ticket was merged into another; act on that one",
-        422: "A value that cannot be used: unknown status, agent, priority, ...",
+        409: "The ticket was merged into another (act on that one), or for not-spam, "
+        "is not held back as spam",
+        422: "A value that cannot be used: unknown status, agent, priority, a malformed tag",
     }
     return {str(status): _json(_ref("Error"), meaning[status]) for status in statuses}
 
@@ -247,14 +248,26 @@ def _query(name: str, description: str, schema: dict | None = None) -> dict:
     return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
-def _paths() -> dict:
+def _filters(settings: Settings | None) -> list[dict]:
+    """The filters checked like the values of a change (empty: any, else a 422)."""
+    statuses = [status.name for status in settings.tickets.statuses] if settings else []
+    status = {"enum": [*statuses, ""]} if settings else {"type": "string", "pattern": NO_NUL}
+    tag = {"type": "string", "pattern": f"^$|{TAG_PATTERN}"}
+    return [
+        _query("status", "a configured status (any case); empty: any", status),
+        _query("priority", "a priority (any case); empty: any", {"enum": [*PRIORITIES, ""]}),
+        _query("tag", "tickets with this tag; empty: any", tag),
+    ]
+
+
+def _paths(settings: Settings | None) -> dict:
     return {
         "/api/v1/tickets": {
             "get": {
                 "operationId": "listTickets",
                 "summary": "Tickets, newest first, filtered; follow next_cursor until it is null",
                 "parameters": [
-                    _query("status", "status name (any case)"),
+                    *_filters(settings),
                     _query("queue", "queue name"),
                     _query("assignee", "an agent's address; empty or none: unassigned"),
                     _query("customer", "the customer's address"),
@@ -275,7 +288,10 @@ def _paths() -> dict:
                         {"type": "string", "pattern": CURSOR},
                     ),
                 ],
-                "responses": {"200": _json(_ref("TicketList"), "A page"), **_errors(400, 401)},
+                "responses": {
+                    "200": _json(_ref("TicketList"), "A page"),
+                    **_errors(400, 401, 422),
+                },
             }
         },
         "/api/v1/tickets/{code}": {
@@ -345,7 +361,7 @@ def document(settings: Settings | None = None) -> dict:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": _paths(settings),
         "components": {
             "schemas": _schemas(settings),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
