@@ -98,3 +98,8 @@ async def password_matches(
     account = await session.get(AgentAccount, email.lower())
     stored = account.password_hash if account else None
     return await asyncio.to_thread(passwords.matches, stored, password)
+
+
+async def has_password(session: AsyncSession, email: str) -> bool:
+    account = await session.get(AgentAccount, email.lower())
+    return account is not None and account.password_hash is not None

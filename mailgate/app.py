@@ -24,8 +24,10 @@ from mailgate.config import (
     imap_path,
     parse_listen,
 )
+from mailgate.config_warnings import config_warnings
 from mailgate.db.migrate import upgrade
 from mailgate.db.session import engine_for
+from mailgate.demo import announce_sign_in
 from mailgate.health import node_rows, stuck_workers
 from mailgate.intake.imap import ImapIntake
 from mailgate.intake.sessions import SessionRegistry
@@ -36,7 +38,7 @@ from mailgate.pipeline.worker import PipelineWorker
 from mailgate.prune import Pruner
 from mailgate.runtime import RuntimeConfig
 from mailgate.systemd import Notifier
-from mailgate.trust import is_trusted, trust_warnings
+from mailgate.trust import is_trusted
 from mailgate.web.app import init_app
 from mailgate.web.context import DaemonStatus, WebContext
 from mailgate.web.timeouts import server_options
@@ -116,8 +118,10 @@ class Daemon:
             self.status.imap = self._imap_intakes(journal, node.id)
             self._install_signals()
             self.notifier.ready(f"accepting mail on {len(servers)} listener(s)")
+            if self.runtime.loaded.path is None:  # the embedded default: the demo
+                await announce_sign_in(engine, settings)
             log.info("mailgate ready (config: %s)", self.runtime.loaded.source)
-            for warning in trust_warnings(settings):
+            for warning in config_warnings(settings):
                 log.warning("%s", warning)
             async with asyncio.TaskGroup() as group:
                 group.create_task(workers.run(), name="workers")

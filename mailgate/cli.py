@@ -186,7 +186,8 @@ def _progress_bar(done: int, total: int, width: int = 30) -> None:
 
 
 def _check_config(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    from mailgate.trust import socket_gid, trust_warnings
+    from mailgate.config_warnings import config_warnings
+    from mailgate.trust import socket_gid
 
     settings = loaded.settings
     try:
@@ -194,7 +195,7 @@ def _check_config(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     except ConfigError as exc:
         print(f"{loaded.source}: {exc}", file=sys.stderr)
         return EX_CONFIG
-    for warning in trust_warnings(settings):
+    for warning in config_warnings(settings):
         print(f"{loaded.source}: warning: {warning}", file=sys.stderr)
     print(
         f"{loaded.source}: OK ({len(settings.routes)} routes, {len(settings.agents)} agents, "

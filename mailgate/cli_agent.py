@@ -16,7 +16,7 @@ import logging
 import sys
 
 from mailgate.accounts import PasswordError, Passwords, set_password
-from mailgate.config import LoadedConfig, Settings
+from mailgate.config import EMBEDDED_DEFAULT, LoadedConfig, Settings
 from mailgate.db.session import engine_for, sessions
 
 
@@ -74,14 +74,32 @@ def _add(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     how = "a password" if password is not None else "sign-in by mailed link only"
     if configured is None:
         print(f"{email} is set up with {how}. It becomes an agent once the config names it;")
-        print(f"add this to {loaded.source} and reload (systemctl reload mailgate):\n")
-        print(agent_block(email, args.name, args.admin))
+        advice, start = _how_to_add(loaded)
+        print(f"{advice}\n")
+        print(start + agent_block(email, args.name, args.admin))
         print("\nand list it in the agents of the routes whose queues it works on.")
         return 0
     print(f"{email} is an agent of {loaded.source}; {how} set")
     if (args.name and args.name != configured.name) or (args.admin and not configured.admin):
         print("note: its name and admin flag come from the config; change them there")
     return 0
+
+
+def _how_to_add(loaded: LoadedConfig) -> tuple[str, str]:
+    """Where the ``[[agents]]`` block goes, how the daemon comes to read it, and the
+    config text to put before it."""
+    if loaded.path is None:
+        advice = (
+            "the embedded default cannot be changed: save this as ./mailgate.toml (the "
+            "default with the agent added), stop the daemon (Ctrl-C) and start it again "
+            "(make run):"
+        )
+        return advice, EMBEDDED_DEFAULT + "\n"
+    advice = (
+        f"add this to {loaded.path} and reload the daemon (systemctl reload mailgate "
+        "under systemd, else send SIGHUP to the `mailgate serve` process):"
+    )
+    return advice, ""
 
 
 def agent_block(email: str, name: str, admin: bool) -> str:

@@ -190,6 +190,8 @@ class WorkerProcess:
             )
         finally:
             theirs.close()
+        if self._stopping.is_set():  # stop() came while the child was being started
+            self._process.terminate()
         with suppress(OSError):  # a child that died at once is restarted below
             self._process.stdin.write(self._config_text.encode())
             await self._process.stdin.drain()

@@ -176,44 +176,6 @@ def test_check_config_command(tmp_path):
     assert f"{bad}:2: smtp.listen:" in result.stderr
 
 
-def test_embedded_default_starts_and_serves(tmp_path):
-    """`mailgate serve` with no config at all: the demo setup on loopback ports."""
-    import os
-    import signal
-    import socket
-    import time
-
-    env = {k: v for k, v in os.environ.items() if k != "MAILGATE_CONFIG"}
-    for port in (2525, 8080):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.skip(f"port {port} is taken by something else on this machine")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "mailgate", "serve"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", 2525)) == 0:
-                    break
-            time.sleep(0.1)
-        import smtplib
-
-        with smtplib.SMTP("127.0.0.1", 2525, timeout=10) as client:
-            client.sendmail("c@client.test", ["support@example.test"], b"Subject: hi\r\n\r\nx\r\n")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, stderr
-    assert (tmp_path / "var" / "mailgate.db").exists()
-    assert "mailgate ready (config: embedded default)" in stderr
-
-
 TRUSTING = """
 [smtp]
 listen = ["127.0.0.1:2525"]
@@ -327,3 +289,34 @@ def test_merged_status_names_a_closed_status():
         "cfg.toml:3: tickets.merged_status: 'Solved' is not a closed status; "
         "one of Unresolved, Closed"
     )
+
+
+def test_check_config_warns_of_links_to_the_wrong_port(tmp_path):
+    moved = check(tmp_path, '[web]\nlisten = "127.0.0.1:8081"\n')
+    assert moved.returncode == 0, moved.stderr
+    assert (
+        "warning: web.listen is '127.0.0.1:8081' but web.base_url is not set: links in mail "
+        "and on pages point at http://127.0.0.1:8080." in moved.stderr
+    )
+    said = check(tmp_path, '[web]\nlisten = "127.0.0.1:8081"\nbase_url = "https://help.test"\n')
+    assert said.returncode == 0 and "warning" not in said.stderr, said.stderr
+    default = check(tmp_path, '[web]\nlisten = "127.0.0.1:8080"\n')
+    assert default.returncode == 0 and "warning" not in default.stderr, default.stderr
+
+
+def test_check_config_warns_of_a_route_agent_with_no_agents_block(tmp_path):
+    config = """
+[[routes]]
+address = "help@example.test"
+agents = ["Alice@example.test", "ghost@example.test"]
+
+[[agents]]
+email = "alice@example.test"
+"""
+    result = check(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: routes[0].agents: 'ghost@example.test' has no [[agents]] block: it is "
+        "assigned tickets and mailed about them but cannot sign in" in result.stderr
+    )
+    assert "Alice" not in result.stderr  # the case of an address does not matter

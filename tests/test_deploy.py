@@ -157,6 +157,7 @@ def test_example_config_passes_check_config(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert ": OK (2 routes" in result.stdout
+    assert "warning" not in result.stderr, result.stderr
 
 
 def test_example_imap_block_is_valid_when_switched_on(tmp_path):

@@ -65,7 +65,7 @@ class CaptureTransport:
     """No smarthost: every message is kept in the database (state ``captured``)."""
 
     async def send(self, items: Sequence[Delivery]) -> AsyncIterator[list[SendResult]]:
-        yield [SendResult("captured", "captured: no smarthost configured")] * len(items)
+        yield [SendResult("captured", "no smarthost configured")] * len(items)
 
 
 class SmtpTransport:
