@@ -82,7 +82,7 @@ def trusted_pass(values: Sequence[str], sender: str, trusted_ids: Iterable[str])
     """Which topmost trusted header says DKIM or SPF passed for ``sender``'s domain;
     None if none does, or if any header of that block reports a failure."""
     domain = sender.rpartition("@")[2]
-    block = _trusted_block(values, {authserv_id.lower() for authserv_id in trusted_ids})
+    block = trusted_block(values, trusted_ids)
     results = [(header, result) for header in block for result in header.results]
     if any(_negative(result) for _, result in results):
         return None
@@ -92,8 +92,10 @@ def trusted_pass(values: Sequence[str], sender: str, trusted_ids: Iterable[str])
     return None
 
 
-def _trusted_block(values: Sequence[str], trusted: set[str]) -> list:
-    """The parsed headers at the top (first) while each is from a ``trusted`` id."""
+def trusted_block(values: Sequence[str], trusted_ids: Iterable[str]) -> list:
+    """The parsed ``Authentication-Results`` at the top (first) while each is from one
+    of ``trusted_ids``: our MTA adds its own above whatever the sender wrote."""
+    trusted = {authserv_id.lower() for authserv_id in trusted_ids}
     block = []
     for value in values:
         header = _parse(value)

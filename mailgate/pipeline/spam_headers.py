@@ -16,9 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-import authres
-
 from mailgate.message import ParsedMessage
+from mailgate.pipeline.agents import trusted_block
 from mailgate.pipeline.spam import SPAM_ACTIONS, SpamVerdict
 
 _YES = re.compile(r"\s*(yes|true)\b", re.IGNORECASE)
@@ -62,21 +61,11 @@ def _scores(value: str) -> tuple[float | None, float | None]:
 
 
 def _dmarc_fail(message: ParsedMessage, authserv_ids: Collection[str]) -> SpamVerdict | None:
-    trusted = {authserv_id.lower() for authserv_id in authserv_ids}
-    for value in message.headers.get("authentication-results", ()):  # top first
-        header = _parse(value)
-        if header is None or header.authserv_id.lower() not in trusted:
-            return None
+    values = message.headers.get("authentication-results", ())
+    for header in trusted_block(values, authserv_ids):
         for result in header.results:
             if result.method.lower() == "dmarc" and result.result.lower() == "fail":
                 return SpamVerdict(
                     "spam", f"Authentication-Results ({header.authserv_id})", "dmarc=fail"
                 )
     return None
-
-
-def _parse(value: str):
-    try:
-        return authres.AuthenticationResultsHeader.parse_value(value)
-    except Exception:  # a header the library cannot read says nothing
-        return None
