@@ -26,11 +26,22 @@ PASSWORD = "a demo password 1"
 
 
 def make_dry_run(tmp_path: Path, target: str) -> str:
-    """What `make TARGET` would run in a fresh clone (no .venv yet)."""
+    """What `make TARGET` would run in a fresh clone (no .venv yet), as a top-level
+    make: run under `make test`, the inherited MAKELEVEL would add directory lines."""
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    }
     done = subprocess.run(
-        ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        ["make", "-n", target],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
