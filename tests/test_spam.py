@@ -254,3 +254,29 @@ async def test_an_mtas_spam_verdict_counts_only_on_a_trusted_path(setup, smartho
         assert [t["code"] for t in listed] == [held]
         detail = await api_get(setup, f"/api/v1/tickets/{held}")
         assert detail["messages"][0]["spam_check"]["action"] == "spam"
+
+
+async def test_not_spam_sends_no_acknowledgement_to_a_no_reply_sender(
+    rspamd, setup, smarthost, engine
+):
+    _configure(setup, smarthost, rspamd.url)
+    robot = "no-reply@shop.test"
+    async with daemon_running(setup) as daemon:
+        await give_password(engine, "alice@example.test", PASSWORD)
+        raw = mail("Your order", body=GTUBE, sender=f"Shop <{robot}>")
+        await asyncio.to_thread(send, daemon.setup.smtp_port, raw, sender=robot)
+        await settled(engine, 1)
+        held = (await _codes(engine))["Your order"]
+        web = WebClient(setup.web_port)
+        try:
+            await web.sign_in("alice@example.test", PASSWORD)
+            status, _, answer = await web.post(
+                f"/tickets/{held}/not-spam", {}, csrf_from=f"/tickets/{held}"
+            )
+            assert status == 303 and answer.headers["Location"].endswith("done=not_spam")
+            # The release and its decision are one transaction: nothing was queued.
+            _, page, _ = await web.get(f"/tickets/{held}")
+        finally:
+            await web.close()
+    assert await _outbox_of(engine, held) == []
+    assert f"{robot} takes no replies" in page

@@ -11,11 +11,12 @@ from mailgate.actions.base import ActionContext, ActionError, customer_thread, q
 from mailgate.db.models import OutboxItem, Ticket
 from mailgate.db.records import audit
 from mailgate.outbox.queue import suppressed
+from mailgate.pipeline.system_senders import no_reply_reason
 
 
 async def release_spam(session: AsyncSession, ctx: ActionContext, ticket: Ticket, agent: str):
     """The ticket joins the inbox; its customer gets the acknowledgement held back
-    (unless one went out already, or the address is suppressed after a hard bounce)."""
+    (unless one went out already, or the address takes none: see ``no_reply_reason``)."""
     if not ticket.spam:
         raise ActionError("spam", f"{ticket.code} is not held back as spam")
     now = datetime.now(UTC)
@@ -29,8 +30,9 @@ async def release_spam(session: AsyncSession, ctx: ActionContext, ticket: Ticket
     )
     if acknowledged is not None:
         return
-    if await suppressed(session, [ticket.customer_email]):
-        reason = f"{ticket.customer_email} is suppressed after a hard bounce"
+    email = ticket.customer_email
+    reason = no_reply_reason(email, bool(await suppressed(session, [email])))
+    if reason:
         audit(session, ticket, "mailgate", "ack_skipped", now, reason=reason)
         return
     route = route_of(ctx.runtime, ticket)

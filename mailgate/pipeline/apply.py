@@ -24,7 +24,7 @@ from mailgate.outbox.ratelimit import ack_key
 from mailgate.pipeline.codes import without_codes
 from mailgate.pipeline.inbound import Inbound
 from mailgate.pipeline.known import Known
-from mailgate.pipeline.system_senders import takes_no_replies
+from mailgate.pipeline.system_senders import no_reply_reason
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
 
@@ -226,10 +226,9 @@ async def _acknowledgement(session, known: Known, runtime, composer, ticket, rou
 async def _no_acknowledgement(known: Known, runtime, email: str, now) -> str | None:
     """Why ``email`` gets no acknowledgement now, if it gets none (the rate limit is
     only counted against when the rest allows one)."""
-    if takes_no_replies(email):
-        return f"{email} takes no replies"
-    if await known.suppressed([email]):
-        return f"{email} is suppressed after a hard bounce"
+    reason = no_reply_reason(email, bool(await known.suppressed([email])))
+    if reason:
+        return reason
     if await known.take([(ack_key(email), runtime.settings.tickets.ack_limit)], now):
         rate = runtime.settings.tickets.ack_rate_limit
         return f"acknowledgement rate limit reached for {email} ({rate})"

@@ -59,3 +59,13 @@ def list_robot(address: str) -> bool:
 def takes_no_replies(address: str) -> bool:
     """A no-reply address: nothing sent there is read."""
     return bool(address) and bool(_NO_REPLY.fullmatch(local_part(address)))
+
+
+def no_reply_reason(address: str, suppressed: bool) -> str | None:
+    """Why ``address`` gets no acknowledgement at all, if it gets none: nothing sent to a
+    no-reply address is read, and a suppressed one bounced hard."""
+    if takes_no_replies(address):
+        return f"{address} takes no replies"
+    if suppressed:
+        return f"{address} is suppressed after a hard bounce"
+    return None
