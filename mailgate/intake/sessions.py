@@ -9,6 +9,7 @@ shorter time to speak. Shutdown waits for messages in flight while idle sessions
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections import Counter
@@ -137,46 +138,81 @@ class SessionRegistry:
             self.abort_all()
 
 
-class AdmittedSession:
-    """Mixin for aiosmtpd protocols: admission by the registry, and an idle timer that
-    counts from the client's last bytes (aiosmtpd's counts from the last command, so a
-    long DATA would be cut) for as long as the registry's load allows."""
+HOOK_PREFIXES = ("smtp_", "auth_", "handle_")
+# aiosmtpd's own idle timer counts from the last command, so a long DATA would be cut:
+# it is set beyond reach and ours, which counts from the client's last bytes, rules.
+AIOSMTPD_TIMEOUT = 7 * 24 * 3600.0
 
-    registry: SessionRegistry
+
+@functools.cache
+def _hook_names(cls: type) -> list[str]:
+    return [name for name in dir(cls) if name.startswith(HOOK_PREFIXES)]
+
+
+class HookNamesOnce:
+    """aiosmtpd's constructor finds the commands and hooks (``smtp_*``, ``auth_*``,
+    ``handle_*``) by scanning ``dir()`` of the session and of its handler on every
+    connection: a quarter of a bare server's CPU per message. They are methods of the
+    class, so ``dir()`` answers with those names from a cache per class.
+    tests/test_smtp_sessions.py fails if aiosmtpd comes to find other names."""
+
+    def __dir__(self) -> list[str]:
+        return _hook_names(type(self))
+
+
+class AdmittedSession(HookNamesOnce):
+    """Mixin for aiosmtpd protocols, through asyncio's public protocol methods only:
+    admission by the registry on connecting, and an idle timer that counts from the
+    client's last bytes for as long as the registry's load allows."""
+
     # Long lines are legal in the mail we must keep (a 100 KB header happens).
     line_length_limit = 4 << 20
-    _heard = 0.0  # the loop time of the client's last bytes
 
-    async def _handle_client(self) -> None:
-        client = self.registry.client(self.session.peer)
-        refusal = self.registry.admit(self, client)
-        if refusal:
-            log.info("session refused: %s", refusal.decode().strip(), extra=self._log_fields())
-            self.transport.write(refusal)
-            self.transport.close()
+    def __init__(self, handler: object, *, registry: SessionRegistry, **options) -> None:
+        self.registry = registry
+        self._client: Client | None = None
+        self._admitted: bool | None = None  # None until the connection is decided
+        self._heard = 0.0  # the loop time of the client's last bytes
+        self._idle: asyncio.TimerHandle | None = None
+        super().__init__(handler, timeout=AIOSMTPD_TIMEOUT, **options)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._admitted is not None:  # STARTTLS: the same session, now encrypted
+            super().connection_made(transport)
             return
-        try:
-            await super()._handle_client()
-        finally:
-            self.registry.release(self, client)
+        peer = transport.get_extra_info("peername")
+        self._heard = self.loop.time()
+        self._client = self.registry.client(peer)
+        refusal = self.registry.admit(self, self._client)
+        self._admitted = refusal is None
+        if refusal:
+            log.info("session refused: %s", refusal.decode().strip(), extra=_log_fields(peer))
+            transport.write(refusal)
+            transport.close()
+            return
+        super().connection_made(transport)
+        self.watch_idle()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self._admitted:  # refused: aiosmtpd never started on it
+            return
+        self.registry.release(self, self._client)
+        if self._idle is not None:
+            self._idle.cancel()
+        super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
         self._heard = self.loop.time()
         super().data_received(data)
 
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        """aiosmtpd's hook, on connecting and on each command."""
-        self._heard = self.loop.time()
-        self.watch_idle()
-
     def watch_idle(self) -> None:
         """(Re)arm the idle timer for the timeout the registry's load allows now."""
-        if self._timeout_handle is not None:
-            self._timeout_handle.cancel()
+        if self._idle is not None:
+            self._idle.cancel()
         due = self._heard + self.registry.idle_seconds()
-        self._timeout_handle = self.loop.call_at(due, self._timeout_cb)
+        self._idle = self.loop.call_at(due, self._check_idle)
 
-    def _timeout_cb(self) -> None:
+    def _check_idle(self) -> None:
         if self.transport is None:  # closed; the registry has yet to hear of it
             return
         if self.envelope.content is not None:  # a message is in and being stored
@@ -184,13 +220,14 @@ class AdmittedSession:
         if self.loop.time() < self._heard + self.registry.idle_seconds():
             self.watch_idle()
             return
-        log.info("idle session closed", extra=self._log_fields())
+        log.info("idle session closed", extra=_log_fields(self.session.peer))
         self.transport.write(IDLE)
         self.transport.close()
 
-    def _log_fields(self) -> dict:
-        address = peer_address(self.session.peer)
-        return {"fields": {"client": str(address or "local")}}
+
+def _log_fields(peer: object) -> dict:
+    address = peer_address(peer)
+    return {"fields": {"client": str(address or "local")}}
 
 
 def _drop_one(counter: Counter[str], key: str) -> None:

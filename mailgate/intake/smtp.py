@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailgate.addresses import envelope_sender, mailbox
 from mailgate.config import Smtp, parse_listen
-from mailgate.intake.sessions import AdmittedSession, SessionRegistry
+from mailgate.intake.sessions import AdmittedSession, HookNamesOnce, SessionRegistry
 from mailgate.pipeline.journal import Arrival, Journal, JournalUnavailable
 from mailgate.pipeline.parse import is_empty
 from mailgate.runtime import RuntimeConfig
@@ -34,7 +34,7 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 NULL_SENDER = "<>"  # aiosmtpd needs a non-empty sender until DATA
 
 
-class IntakeHandler:
+class IntakeHandler(HookNamesOnce):
     """aiosmtpd handler: accept our recipients, journal the message, then answer.
 
     ``listen`` is the listener's address as configured: whether it is one of ``[auth]
@@ -140,8 +140,9 @@ async def start_listener(
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
-        session = session_class(
+        return session_class(
             handler,
+            registry=registry,
             data_size_limit=config.max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=config.hostname,
@@ -149,8 +150,6 @@ async def start_listener(
             tls_context=tls,
             loop=loop,
         )
-        session.registry = registry
-        return session
 
     where = parse_listen(listen)
     if isinstance(where, str):
