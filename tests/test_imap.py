@@ -22,11 +22,12 @@ from mailgate.db.migrate import upgrade
 from mailgate.db.models import JournalEntry, Ticket
 from mailgate.db.session import create_engine
 from mailgate.intake.imap import ImapIntake
+from mailgate.intake.imap_source import ImapError, ImapSource
 from mailgate.intake.imap_state import Position, load_position, save_position
 from mailgate.intake.imap_wire import fetched_bodies, plan_batches, return_path, uid_set
 from mailgate.pipeline.journal import Journal
 from tests.dovecot import Dovecot, message, missing
-from tests.support import MailgateProcess, journal_entries, need, wait_until
+from tests.support import MailgateProcess, free_port, journal_entries, need, wait_until
 
 SEEN = "\\Seen"
 
@@ -418,3 +419,36 @@ def test_wire_helpers():
     )
     assert return_path(b"Return-Path: <>\r\n\r\n") == ""
     assert return_path(b"From: a@b.test\r\n\r\n") == ""
+
+
+async def test_a_server_that_never_greets_is_told_from_one_that_refuses():
+    """A listener that takes the connection and says nothing is a missing greeting; a
+    port where nothing listens is a failed connection, with the system's reason."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    quiet_port = server.sockets[0].getsockname()[1]
+    closed_port = free_port()
+    try:
+        for port, expected in (
+            (quiet_port, f"no IMAP greeting from 127.0.0.1:{quiet_port}"),
+            (closed_port, f"cannot connect to 127.0.0.1:{closed_port}: Connect call failed"),
+        ):
+            config = Imap(
+                name="box",
+                host="127.0.0.1",
+                port=port,
+                security="none",
+                username="u",
+                deliver_to="support@example.test",
+            )
+            source = ImapSource(config, timeout=0.5)
+            with pytest.raises(ImapError) as raised:
+                await source.open()
+            await source.close()
+            assert str(raised.value).startswith(expected), str(raised.value)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -169,10 +169,10 @@ class ImapSource:
             await client.wait_hello_from_server()
         except ssl.SSLError as exc:
             raise ImapError(f"TLS handshake with {self.where} failed: {exc}") from exc
+        except TimeoutError as exc:  # before OSError, its base class
+            raise ImapError(f"no IMAP greeting from {self.where}") from exc
         except OSError as exc:
             raise ImapError(f"cannot connect to {self.where}: {exc.strerror or exc}") from exc
-        except TimeoutError as exc:
-            raise ImapError(f"no IMAP greeting from {self.where}") from exc
         client.protocol.conn_lost_cb = self._connection_lost
 
     async def _starttls(self) -> None:
