@@ -29,7 +29,6 @@ class ParsedMessage:
     """
 
     message_id: str  # "<...>", synthesised from the content when missing
-    message_id_synthesised: bool
     in_reply_to: tuple[str, ...]  # Message-IDs, each "<...>"
     references: tuple[str, ...]
     subject: str

@@ -108,7 +108,6 @@ def parse(raw: bytes) -> ParsedMessage:
     content_type = message.get_content_type()[:255]
     return ParsedMessage(
         message_id=message_id,
-        message_id_synthesised=synthesised,
         in_reply_to=_ids(first.get("in-reply-to", "")),
         references=_ids(first.get("references", "")),
         subject=headers.get("subject", ("",))[0],
