@@ -47,6 +47,11 @@ class ParsedMessage:
     defects: tuple[str, ...] = ()  # what the parser had to repair
     part_types: tuple[str, ...] = ()  # content type of every MIME part walked, in order
 
+    def thread_ids(self) -> tuple[str, ...]:
+        """The Message-IDs this mail answers: the direct parent first, then the rest of
+        the chain from newest to oldest."""
+        return tuple(dict.fromkeys((*self.in_reply_to, *reversed(self.references))))
+
     def header(self, name: str) -> str:
         """The first value of a header, or an empty string."""
         values = self.headers.get(name.lower(), ())

@@ -25,7 +25,6 @@ from mailgate.db.models import Message, Participant, RateEvent, Suppression, Thr
 from mailgate.outbox.ratelimit import Limit, ack_key, hold_keys, notify_key
 from mailgate.pipeline.codes import codes_in, unused_codes
 from mailgate.pipeline.inbound import Inbound
-from mailgate.pipeline.thread import thread_ids
 from mailgate.runtime import RuntimeConfig
 
 IN_CHUNK = 500  # values per IN (...) list: well under every driver's parameter limit
@@ -118,7 +117,7 @@ class Known:
         return self._codes.pop()
 
     async def _load_tickets(self, inbounds: Sequence[Inbound]) -> None:
-        refs = [mid for inbound in inbounds for mid in thread_ids(inbound.message)]
+        refs = [mid for inbound in inbounds for mid in inbound.message.thread_ids()]
         await self._load_refs(refs)
         codes = {code for inbound in inbounds for code in codes_in(inbound.message.subject)}
         codes |= {signed.code.upper() for inbound in inbounds for signed in inbound.signed}

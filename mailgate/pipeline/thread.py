@@ -62,12 +62,6 @@ async def find_thread(
     return decision
 
 
-def thread_ids(message: ParsedMessage) -> tuple[str, ...]:
-    """The Message-IDs a mail answers: the direct parent first, then the rest of the
-    chain from newest to oldest."""
-    return tuple(dict.fromkeys((*message.in_reply_to, *reversed(message.references))))
-
-
 async def _by_signed_address(known: Known, signed_addresses) -> ThreadDecision | None:
     for signed in signed_addresses:
         ticket = await known.ticket_by_code(signed.code)
@@ -77,7 +71,7 @@ async def _by_signed_address(known: Known, signed_addresses) -> ThreadDecision |
 
 
 async def _by_references(known: Known, message: ParsedMessage) -> ThreadDecision | None:
-    ticket = await known.ticket_by_reference(thread_ids(message))
+    ticket = await known.ticket_by_reference(message.thread_ids())
     return ThreadDecision(ticket, "references") if ticket is not None else None
 
 
