@@ -31,6 +31,8 @@ class Story:
 async def store(engine, *stories: Story) -> None:
     async with sessions(engine).begin() as session:
         for story in stories:
+            replies = [at for at, kind, _ in story.messages if kind == "agent"]
+            solved = [at for at, status, _ in story.changes if status == "Solved"]
             ticket = Ticket(
                 code=story.code,
                 subject=f"Story {story.code}",
@@ -41,6 +43,8 @@ async def store(engine, *stories: Story) -> None:
                 route_address=ROUTES[story.queue],
                 created_at=story.created,
                 updated_at=story.created,
+                first_response_at=min(replies, default=None),
+                solved_at=max(solved, default=None) if story.status == "Solved" else None,
             )
             session.add(ticket)
             await session.flush()
