@@ -109,7 +109,7 @@ async def test_the_ticket_page_shows_each_target_its_due_time_and_state(daemon, 
     _, page, _ = await alice.get(f"/tickets/{found['solved'].code}")
     assert panel_rows(page) == [
         f"First response Breached: met late {wib(hours(67))}",
-        "Next response Not running: no customer message waiting",
+        "Next response Not running: the ticket is solved",
         f"Resolution Met {wib(hours(66))}",
     ]
     root = WebClient(daemon.setup.web_port)

@@ -22,11 +22,6 @@ LABELS = {
     "next_response": "Next response",
     "resolution": "Resolution",
 }
-IDLE = {
-    "first_response": "Not running: solved without a reply",
-    "next_response": "Not running: no customer message waiting",
-    "resolution": "Not running",
-}
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,13 @@ def panel(sla: TicketSla | None, category: str, now: datetime) -> Panel | None:
     if sla is None:
         return None
     rows = [
-        Row(LABELS[s.name], s.state, s.due if s.met is None else None, _text(s, now), s.met)
+        Row(
+            LABELS[s.name],
+            s.state,
+            s.due if s.met is None else None,
+            _text(s, category, now),
+            s.met,
+        )
         for s in target_states(sla, category, now)
     ]
     return Panel(sla.policy, rows)
@@ -82,7 +83,7 @@ async def card_lines(
     return {t.id: card_line(slas[t.id], category(t.status) or "", now) for t in tickets}
 
 
-def _text(state: TargetState, now: datetime) -> str:
+def _text(state: TargetState, category: str, now: datetime) -> str:
     left = state.left(now)
     if state.state == "met":
         return "Met"
@@ -94,7 +95,9 @@ def _text(state: TargetState, now: datetime) -> str:
         return f"Running: {_minutes(left)} left"
     if state.state == "paused":
         return f"Paused while pending: {_minutes(left)} left"
-    return IDLE[state.name]
+    if category in ("solved", "closed"):
+        return "Not running: the ticket is solved"
+    return "Not running: no customer message waiting"
 
 
 def _minutes(span: timedelta) -> str:
