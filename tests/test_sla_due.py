@@ -37,7 +37,7 @@ def test_a_new_ticket_is_due_from_its_creation():
 def test_a_late_first_reply_is_a_breach_and_the_next_response_waits_for_the_customer():
     events = [customer(0), agent(5), status(5, "open")]
     assert due_times(TARGETS, ALWAYS, T0, events, h(6)) == Due(
-        None, None, h(24), ("first_response",)
+        None, None, h(24), ("first_response",), {"first_response": h(5)}
     )
     events += [customer(7)]
     assert due_times(TARGETS, ALWAYS, T0, events, h(8)).next_response == h(9)
@@ -64,16 +64,30 @@ def test_pending_pauses_the_clock_and_is_projected_from_now():
 
 def test_solved_stops_the_clock_and_reopening_runs_it_on():
     events = [customer(0), agent(1), status(2, "solved")]
-    assert due_times(TARGETS, ALWAYS, T0, events, h(100)) == Due(None, None, None, ())
+    met = {"first_response": h(1), "resolution": h(2)}
+    assert due_times(TARGETS, ALWAYS, T0, events, h(100)) == Due(None, None, None, (), met)
     events += [customer(50), status(50, "open")]
     due = due_times(TARGETS, ALWAYS, T0, events, h(51))
     assert due.resolution == h(50 + 22) and due.next_response == h(52)
+    assert due.met == {"first_response": h(1)}  # neither the follow-up nor the reopened
     assert due_times(TARGETS, ALWAYS, T0, events, h(80)).breached == ("next_response", "resolution")
 
 
 def test_solving_too_late_is_a_resolution_breach_without_a_due_time():
     events = [customer(0), agent(1), status(30, "solved")]
-    assert due_times(TARGETS, ALWAYS, T0, events, h(40)) == Due(None, None, None, ("resolution",))
+    met = {"first_response": h(1), "resolution": h(30)}
+    assert due_times(TARGETS, ALWAYS, T0, events, h(40)) == Due(
+        None, None, None, ("resolution",), met
+    )
+
+
+def test_met_is_when_the_latest_exchange_was_answered_and_when_the_ticket_was_solved():
+    events = [customer(0), agent(1), customer(2), agent(3), customer(4), agent(5)]
+    events += [status(6, "pending"), status(7, "solved"), status(8, "closed")]
+    met = due_times(TARGETS, ALWAYS, T0, events, h(9)).met
+    assert met == {"first_response": h(1), "next_response": h(5), "resolution": h(7)}
+    only_first = Targets(first_response=timedelta(hours=4))
+    assert due_times(only_first, ALWAYS, T0, events, h(9)).met == {"first_response": h(1)}
 
 
 def test_targets_count_in_business_hours():

@@ -12,13 +12,14 @@ solved or closed; a reopened ticket's clock runs on from where it stopped.
 A target not met yet is due when its running time reaches the target; while the
 ticket is pending that is projected as if the clock started again now, and once it is
 solved or closed an unmet target has no due time. A target is breached once its
-running time exceeds it. Pure: events and ``now`` in, due times out.
+running time exceeds it, even if it is met later; when each was met is kept.
+Pure: events and ``now`` in, due times out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -49,6 +50,9 @@ class Due:
     next_response: datetime | None
     resolution: datetime | None
     breached: tuple[str, ...]  # target names, in the order above
+    # When each target met so far was met: the first reply; the reply that answered
+    # the latest exchange, while none waits; the moment the ticket was solved.
+    met: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,16 +114,30 @@ def due_times(
     clock = Clock(calendar, tuple(running_periods(created, events, now)), now)
     replies = [event.at for event in events if event.kind == "agent"]
     first = _target(clock, targets.first_response, created, replies[0] if replies else None)
-    next_ = _next_response(clock, targets.next_response, events)
-    solved = clock.running[-1][1] is not None
+    next_, answered = _next_response(clock, targets.next_response, events)
+    solved = _solved_at(events)
     resolution = _target(clock, targets.resolution, created, now if solved else None)
     found = {"first_response": first, "next_response": next_, "resolution": resolution}
+    met = {"first_response": replies[0] if replies else None, "next_response": answered,
+           "resolution": solved}  # fmt: skip
     return Due(
         first_response=first[0],
         next_response=next_[0],
         resolution=resolution[0],
         breached=tuple(name for name, (_, broken) in found.items() if broken),
+        met={name: at for name, at in met.items() if at and getattr(targets, name)},
     )
+
+
+def _solved_at(events: Sequence[Event]) -> datetime | None:
+    """When the ticket was last solved (or closed straight away), if it still is."""
+    solved = None
+    for event in (e for e in events if e.kind == "status"):
+        if event.category not in ("solved", "closed"):
+            solved = None
+        elif solved is None:
+            solved = event.at
+    return solved
 
 
 def _target(
@@ -133,18 +151,22 @@ def _target(
 
 
 def _next_response(clock: Clock, span: timedelta | None, events: Sequence[Event]):
-    """Each exchange: the first customer message after an agent reply, to the next reply."""
+    """Each exchange: the first customer message after an agent reply, to the next reply.
+
+    Returns ((due, breached), the reply that answered the latest exchange if none waits).
+    """
     due, broken = None, False
     waiting_since: datetime | None = None
-    answered = False
+    answered, last_answer = False, None
     for event in events:
         if event.kind == "agent":
             if waiting_since is not None:
                 broken |= _target(clock, span, waiting_since, event.at)[1]
+                last_answer = event.at
             waiting_since, answered = None, True
         elif event.kind == "customer" and answered and waiting_since is None:
             waiting_since = event.at
     if waiting_since is not None:
         due, late = _target(clock, span, waiting_since, None)
-        broken |= late
-    return due, broken
+        return (due, broken | late), None
+    return (due, broken), last_answer

@@ -24,6 +24,7 @@ TARGET_NAMES = ("first_response", "next_response", "resolution")
 class TicketSla:
     policy: str
     due: Due
+    targets: Targets  # the policy's; None where it sets none
 
     def shape(self) -> dict:
         """The ``sla`` object of the API's ticket: times in UTC, ISO 8601."""
@@ -67,10 +68,9 @@ async def tickets_sla(
             found[ticket.id] = None
             continue
         calendar = calendar_for(settings, ticket)
-        due = due_times(
-            targets_of(policy), calendar, utc(ticket.created_at), events[ticket.id], now
-        )
-        found[ticket.id] = TicketSla(policy.name, due)
+        targets = targets_of(policy)
+        due = due_times(targets, calendar, utc(ticket.created_at), events[ticket.id], now)
+        found[ticket.id] = TicketSla(policy.name, due, targets)
     return found
 
 

@@ -8,6 +8,7 @@ adds drag and drop, which fills in that form and submits it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -18,6 +19,7 @@ from mailgate.db.models import Ticket
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.sla_view import card_lines
 
 CARDS_PER_COLUMN = 40
 
@@ -54,7 +56,9 @@ async def board(request: web.Request) -> web.StreamResponse:
             )
             for status in runtime.settings.tickets.statuses
         ]
-    values = {"columns": columns, "queue": queue, **choices(runtime, agent)}
+        cards = [card for column in columns for card in column.cards]
+        lines = await card_lines(session, runtime.settings, cards, datetime.now(UTC))
+    values = {"columns": columns, "queue": queue, "sla_lines": lines, **choices(runtime, agent)}
     return aiohttp_jinja2.render_template("board.html", request, values)
 
 

@@ -37,13 +37,20 @@ class Chart:
 
 
 def horizontal(
-    rows: Sequence[tuple[str, float]], show: Callable[[float], str] = lambda v: f"{v:g}"
+    rows: Sequence[tuple[str, float]],
+    show: Callable[[float], str] = lambda v: f"{v:g}",
+    shown: Sequence[str] = (),
+    value_width: int = 70,
 ) -> Chart:
-    """One bar per row, longest for the largest value, labels on the left."""
+    """One bar per row, longest for the largest value, labels on the left.
+
+    ``shown``, if given, is what each bar prints instead of ``show(value)``, in
+    ``value_width`` after the longest bar."""
     top = max((value for _, value in rows), default=0) or 1
-    room = WIDTH - LABEL_WIDTH - 70  # space for the printed value
+    room = WIDTH - LABEL_WIDTH - value_width
+    texts = list(shown) or [show(value) for _, value in rows]
     bars = [
-        Bar(label, value, show(value), LABEL_WIDTH, i * (BAR_HEIGHT + GAP),
+        Bar(label, value, texts[i], LABEL_WIDTH, i * (BAR_HEIGHT + GAP),
             max(room * value / top, 1 if value else 0), BAR_HEIGHT)
         for i, (label, value) in enumerate(rows)
     ]  # fmt: skip

@@ -16,25 +16,32 @@ from mailgate.web.formats import duration
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.reports_data import Median, Period, Report, build_report
 from mailgate.web.reports_satisfaction import Satisfaction, satisfaction_report
+from mailgate.web.reports_sla import TargetShares, sla_report
 
 
 @require_agent
 async def reports(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
-    tickets = request.app[RUNTIME].settings.tickets
+    settings = request.app[RUNTIME].settings
+    tickets = settings.tickets
+    now = datetime.now(UTC)
     try:
-        period = Period.from_query(request.query, datetime.now(UTC), tickets.zone)
+        period = Period.from_query(request.query, now, tickets.zone)
     except ValueError as error:
         raise bad_request(f"The report period cannot be used: {error}.") from None
     async with AsyncSession(request.app[ENGINE]) as session:
         report = await build_report(session, agent, tickets, period)
         satisfaction = await satisfaction_report(session, agent, tickets, period)
+        sla = await sla_report(session, agent, settings, period, now)
     values = {
         "report": report,
         "period": period,
         "satisfaction": satisfaction,
         **_charts(report, tickets),
         **_satisfaction_charts(satisfaction),
+        "sla": sla,
+        "sla_charts": _sla_charts(sla),
+        "sla_tables": {by: _sla_table(sla, by) for by in ("queue", "agent")},
     }
     return aiohttp_jinja2.render_template("reports.html", request, values)
 
@@ -73,6 +80,34 @@ def _satisfaction_charts(satisfaction: Satisfaction) -> dict:
         for by, shares in (("queue", satisfaction.by_queue), ("agent", satisfaction.by_agent))
     }
     return {"good_by": good_by}
+
+
+def _sla_charts(sla: list[TargetShares]) -> dict:
+    """(target, "queue" | "agent") -> the share within the target, as bars."""
+    return {
+        (target.name, by): charts.horizontal(
+            [(s.name, s.percent) for s in shares],
+            shown=[f"{_percent(s.percent)} ({s.good}/{s.total})" for s in shares],
+            value_width=110,
+        )
+        for target in sla
+        for by, shares in (("queue", target.by_queue), ("agent", target.by_agent))
+    }
+
+
+def _sla_table(sla: list[TargetShares], by: str) -> list[tuple[str, list[str]]]:
+    """A row per queue (or agent): "3 of 4 (75%)" within each target, "—" for none."""
+    cells: dict[str, dict[str, str]] = {}
+    for target in sla:
+        for share in getattr(target, f"by_{by}"):
+            text = f"{share.good} of {share.total} ({_percent(share.percent)})"
+            cells.setdefault(share.name, {})[target.name] = text
+    names = [target.name for target in sla]
+    return [(row, [found.get(n, "—") for n in names]) for row, found in sorted(cells.items())]
+
+
+def _percent(value: float) -> str:
+    return f"{value:.0f}%"
 
 
 def _time_chart(medians: list[Median]) -> charts.Chart:

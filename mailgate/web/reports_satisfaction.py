@@ -75,13 +75,14 @@ async def satisfaction_report(
             comments.append(Comment(ticket.code, solver, rating.score, rating.comment, rating.at))
     every = [score for scores in queues.values() for score in scores]
     return Satisfaction(
-        _share("all", every), _shares(queues), _shares(agents), comments[:MAX_COMMENTS]
+        share_of("all", every), shares_of(queues), shares_of(agents), comments[:MAX_COMMENTS]
     )
 
 
-def _shares(groups: dict[str, list[bool]]) -> list[Share]:
-    return [_share(name, scores) for name, scores in sorted(groups.items())]
+def shares_of(groups: dict[str, list[bool]]) -> list[Share]:
+    """A share per group name (sorted), of the True values in its list."""
+    return [share_of(name, scores) for name, scores in sorted(groups.items())]
 
 
-def _share(name: str, scores: list[bool]) -> Share:
+def share_of(name: str, scores: list[bool]) -> Share:
     return Share(name, sum(scores), len(scores))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -56,7 +57,9 @@ async def _act(request: web.Request, perform) -> web.StreamResponse:
 
 async def _refused(request, agent: AgentSession, code: str, form, error: ActionError):
     async with sessions(request.app[CONTEXT].engine)() as session:
-        view = await load_view(session, await find_ticket(session, agent, code))
+        ticket = await find_ticket(session, agent, code)
+        now = datetime.now(UTC)
+        view = await load_view(session, ticket, request.app[CONTEXT].runtime.settings, now)
     typed = {key: value for key, value in form.items() if isinstance(value, str)}
     return render_ticket(request, view, 422, error=error, form=typed)
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.satisfaction import ratings_of
+from mailgate.config import Settings
 from mailgate.db.models import (
     Attachment,
     AuditEvent,
@@ -24,9 +25,11 @@ from mailgate.db.models import (
     Ticket,
 )
 from mailgate.localtime import utc
+from mailgate.sla.tickets import tickets_sla
 from mailgate.web.auth import AgentSession
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
 from mailgate.web.listing import tags_by_ticket
+from mailgate.web.sla_view import Panel, panel
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class TicketView:
     failed: list[OutboxItem]  # outgoing mail that could not be delivered
     message_count: int
     satisfaction: SatisfactionRating | None = None  # the customer's rating, if given
+    sla: Panel | None = None  # None where no SLA policy applies
 
 
 async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> Ticket:
@@ -63,7 +67,9 @@ async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> 
     return ticket
 
 
-async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
+async def load_view(
+    session: AsyncSession, ticket: Ticket, settings: Settings, now: datetime
+) -> TicketView:
     messages = await _messages(session, ticket)
     events = await session.scalars(
         select(AuditEvent)
@@ -84,6 +90,8 @@ async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
     )
     tags = await tags_by_ticket(session, [ticket.id])
     ratings = await ratings_of(session, [ticket.id])
+    sla = (await tickets_sla(session, settings, [ticket], now))[ticket.id]
+    category = settings.tickets.category_of(ticket.status) or ""
     return TicketView(
         ticket,
         tags.get(ticket.id, []),
@@ -92,6 +100,7 @@ async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
         list(failed),
         len(messages),
         ratings.get(ticket.id),
+        panel(sla, category, now),
     )
 
 
