@@ -50,6 +50,7 @@ def _render(request, agent, status: int = 200, **values) -> web.Response:
         "personal": PERSONAL,
         "form": {},
         "error": None,
+        "editing": None,  # the id of the reply the form changes
         **values,
     }
     return aiohttp_jinja2.render_template("canned.html", request, values, status=status)
