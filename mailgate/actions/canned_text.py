@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mailgate.actions.values import SPACE
+from mailgate.actions.values import SPACE, storable
 from mailgate.db.models import Ticket
 
 PLACEHOLDERS = (
@@ -57,12 +57,12 @@ def body_problem(body: str) -> str | None:
             return f"unknown placeholder {{{{{hole}}}}} (known: {known})"
     if len(body) > MAX_BODY:
         return f"a canned reply has at most {MAX_BODY} characters"
-    if _BODY.fullmatch(body):
+    if _BODY.fullmatch(body) and storable(body):
         return None
     if not body.strip():
         return "the text is empty"
-    if "\x00" in body:
-        return "the text holds a NUL character"
+    if not storable(body):
+        return "NUL characters and lone surrogates cannot be stored"
     return "a '{{' that opens no placeholder, or a '{' at the very end"
 
 
