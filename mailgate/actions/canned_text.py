@@ -84,9 +84,8 @@ def render(body: str, known: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: known.get(m.group(1), m.group(0)), body)
 
 
-def canned_names(text: str) -> list[str]:
-    """The names the ``#canned NAME`` lines of ``text`` ask for, in lower case."""
-    return [match.group(1).strip().lower() for match in _CANNED_LINE.finditer(text)]
+def has_canned_lines(text: str) -> bool:
+    return _CANNED_LINE.search(text) is not None
 
 
 def expand(text: str, rendered: Mapping[str, str], where: str) -> tuple[str, list[str]]:

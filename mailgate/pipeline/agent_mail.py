@@ -29,7 +29,7 @@ from mailgate.actions import (
 )
 from mailgate.actions.base import route_of
 from mailgate.actions.canned import rendered, usable_on
-from mailgate.actions.canned_text import canned_names, expand
+from mailgate.actions.canned_text import expand, has_canned_lines
 from mailgate.actions.notify import notify_agents
 from mailgate.actions.values import MAX_TAGS, current_tags, tags_within_cap
 from mailgate.db.models import Message, Ticket
@@ -71,7 +71,7 @@ async def apply_agent_mail(
 
 async def _with_canned(session, ctx, ticket: Ticket, agent: str, text: str):
     """``text`` with its ``#canned`` lines replaced, and the problems of those lines."""
-    if not canned_names(text):
+    if not has_canned_lines(text):
         return text, []
     replies = await usable_on(session, ticket, agent)
     known = {reply.name: rendered(ctx, ticket, agent, reply) for reply in replies}
