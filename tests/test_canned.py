@@ -74,7 +74,13 @@ def reply_id(page: str, name: str) -> str:
     return re.search(rf'<a href="/canned/(\d+)">{re.escape(name)}</a>', page).group(1)
 
 
-async def test_agents_keep_their_own_and_their_queues_replies(signed_in):
+async def test_agents_keep_their_own_and_their_queues_replies(daemon, signed_in):
+    stranger = WebClient(daemon.setup.web_port)
+    try:
+        status, _, response = await stranger.get("/canned")
+        assert (status, response.headers["Location"]) == (303, "/login?next=/canned")
+    finally:
+        await stranger.close()
     alice, budi, root = await signed_in(ALICE), await signed_in(BUDI), await signed_in(ROOT)
     status, _, response = await create(alice, "Refund", REFUND, "support")
     assert (status, response.headers["Location"]) == (303, "/canned?done=created")
