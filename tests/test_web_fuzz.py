@@ -90,9 +90,14 @@ API_BODY = st.fixed_dictionaries(
         "kind": JSON | st.sampled_from(["agent", "note"]),
         "text": JSON,
         "agent": JSON | st.just("alice@example.test"),
+        "name": JSON | st.just("refund"),
+        "body": JSON,
+        "queue": JSON | st.just("support"),
+        "owner": JSON | st.just("alice@example.test"),
     },
 )
-FORM_FIELDS = ("email", "password", "next", "name", "subject", "message", "text", "csrf")
+FORM_FIELDS = ("email", "password", "next", "name", "subject", "message", "text", "csrf",
+               "body", "scope")  # fmt: skip
 
 LIST_PARAMS = ("status", "queue", "assignee", "customer", "q", "limit", "cursor")
 # (method, path template, query parameter names, body kind)
@@ -101,6 +106,9 @@ ROUTES = [
     ("GET", "/api/v1/tickets/{code}", (), None),
     ("PATCH", "/api/v1/tickets/{code}", (), "json"),
     ("POST", "/api/v1/tickets/{code}/messages", (), "json"),
+    ("POST", "/api/v1/canned-replies", (), "json"),
+    ("PATCH", "/api/v1/canned-replies/{code}", (), "json"),
+    ("GET", "/api/v1/tickets/{code}/canned-replies/{code}/rendered", ("agent",), None),
     ("GET", "/api/v1/openapi.json", (), None),
     ("GET", "/t/{code}", ("k", "sent"), None),
     ("POST", "/t/{code}", ("k",), "form"),
@@ -116,6 +124,9 @@ ROUTES = [
     ("GET", "/tickets", ("status", "queue", "q", "page", "cursor"), None),
     ("GET", "/tickets/{code}", (), None),
     ("POST", "/tickets/{code}/update", (), "form"),
+    ("POST", "/canned", (), "form"),
+    ("GET", "/canned/{code}", (), None),
+    ("POST", "/canned/{code}", (), "form"),
 ]  # fmt: skip
 
 

@@ -334,6 +334,25 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
 
+class CannedReply(Base):
+    """A saved reply agents insert into theirs: shared by the agents of ``queue``, or
+    personal to ``owner`` (exactly one of the two is set, the other is ""). Names are
+    unique within that scope and kept in lower case; ``body`` holds placeholders
+    (``mailgate.actions.canned_text``)."""
+
+    __tablename__ = "canned_replies"
+    __table_args__ = (UniqueConstraint("queue", "owner", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(64), default="")
+    owner: Mapped[str] = mapped_column(String(320), default="")
+    name: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+
+
 class AgentAccount(Base):
     """Web sign-in data of an agent; who is an agent is decided by the config."""
 

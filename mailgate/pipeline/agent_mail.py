@@ -5,12 +5,14 @@ understood, the agent gets a short mail saying which, and nothing else happens
 (nothing relayed, nothing changed). Otherwise the text goes to the customer (or,
 with ``#note`` or to a note address, to the other agents), then the commands apply,
 all through the ticket actions, in the worker's transaction. ``#tag`` lines past the
-cap of tags on a ticket are left out, and the ticket's history says which.
+cap of tags on a ticket are left out, and the ticket's history says which. Each
+``#canned NAME`` line of the text is replaced by that canned reply, rendered for the
+ticket; a name the agent has no reply of is a problem like a bad command.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +28,8 @@ from mailgate.actions import (
     update_ticket,
 )
 from mailgate.actions.base import route_of
+from mailgate.actions.canned import rendered, usable_on
+from mailgate.actions.canned_text import expand, has_canned_lines
 from mailgate.actions.notify import notify_agents
 from mailgate.actions.values import MAX_TAGS, current_tags, tags_within_cap
 from mailgate.db.models import Message, Ticket
@@ -49,14 +53,29 @@ async def apply_agent_mail(
     agent = inbound.agent or ""
     note = inbound.sender_check.note
     parsed = parse_commands(inbound.message.text)
+    text, canned_problems = await _with_canned(session, ctx, ticket, agent, parsed.text)
+    parsed = replace(parsed, text=text)
     commands = await _within_tag_cap(session, ticket, agent, parsed.commands)
-    problems = [*parsed.problems, *await _value_problems(session, ctx, ticket, agent, commands)]
+    problems = [
+        *parsed.problems,
+        *canned_problems,
+        *await _value_problems(session, ctx, ticket, agent, commands),
+    ]
     if problems:
         await _refuse(session, ctx, inbound, ticket, agent, problems)
         return AgentMailDone(ticket, None, "refused")
     message, outcome = await _post(session, ctx, inbound, ticket, parsed, note or parsed.note)
     await update_ticket(session, ctx, ticket, agent, **_changes(commands, agent))
     return AgentMailDone(ticket, message, outcome)
+
+
+async def _with_canned(session, ctx, ticket: Ticket, agent: str, text: str):
+    """``text`` with its ``#canned`` lines replaced, and the problems of those lines."""
+    if not has_canned_lines(text):
+        return text, []
+    replies = await usable_on(session, ticket, agent)
+    known = {reply.name: rendered(ctx, ticket, agent, reply) for reply in replies}
+    return expand(text, known, f"of yours or of the {ticket.queue} queue")
 
 
 async def _within_tag_cap(session, ticket: Ticket, agent: str, commands: tuple[Command, ...]):

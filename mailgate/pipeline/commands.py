@@ -3,7 +3,9 @@
 Pure parsing: the lines before the first line of text that start with ``#word``
 are commands; blank lines between them are fine. The parser knows the command
 names and which take a value; whether a value exists (a status, an agent) is
-checked by the ticket actions. The commands are removed from the text.
+checked by the ticket actions. The commands are removed from the text. A
+``#canned NAME`` line is text, not a command (a saved reply goes in its place, see
+``agent_mail.py``), so it ends the commands.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 COMMANDS = {"status": True, "assign": True, "priority": True, "tag": True, "untag": True,
             "note": False}  # fmt: skip
 ONCE = ("status", "assign", "priority")
+TEXT_LINE = "canned"  # looks like a command, is part of the text
 MAX_COMMANDS = 50
 
 _COMMAND = re.compile(r"#([A-Za-z][\w-]*)(?:[ \t]+(.*))?")
@@ -50,7 +53,7 @@ def parse_commands(text: str) -> Commands:
     while index < len(lines) and len(commands) < MAX_COMMANDS:
         stripped = lines[index].strip()
         match = _COMMAND.fullmatch(stripped)
-        if stripped and not match:
+        if stripped and (not match or match.group(1).lower() == TEXT_LINE):
             break
         if match:
             command = Command(match.group(1).lower(), (match.group(2) or "").strip(), stripped)

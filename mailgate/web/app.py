@@ -13,8 +13,10 @@ from mailgate.health import assess
 from mailgate.web import (
     admin,
     api,
+    api_canned,
     api_write,
     board,
+    canned,
     inbox,
     login,
     metrics,
@@ -86,9 +88,11 @@ def init_app(context: WebContext) -> web.Application:
     board.add_routes(app)
     reports.add_routes(app)
     api_write.add_routes(app)
+    api_canned.add_routes(app)
     openapi.add_routes(app)
     portal.add_routes(app)
     rating.add_routes(app)
     newticket.add_routes(app)
     admin.add_routes(app)
+    canned.add_routes(app)
     return app

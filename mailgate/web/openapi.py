@@ -12,8 +12,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from mailgate import __version__
+from mailgate.actions.canned_text import BODY_PATTERN, MAX_BODY, NAME_PATTERN, PLACEHOLDERS
 from mailgate.actions.values import MAX_TAG, MAX_TAGS, PRIORITIES, TAG_PATTERN
 from mailgate.config import Settings
+from mailgate.numbers import ID_MAX
 from mailgate.web.api import CURSOR_PATTERN, MAX_LIMIT
 from mailgate.web.api_write import MESSAGE_TEXT
 from mailgate.web.keys import RUNTIME
@@ -34,10 +36,11 @@ def _errors(*statuses: int) -> dict:
     meaning = {
         400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
-        404: "No such ticket",
+        404: "No such ticket (or canned reply)",
         409: "The ticket was merged into another (act on that one), or for not-spam, "
-        "is not held back as spam",
-        422: "A value that cannot be used: unknown status, agent, priority, a malformed tag",
+        "is not held back as spam; for a canned reply, its name is taken in its scope",
+        422: "A value that cannot be used: unknown status, agent, priority, a malformed tag, "
+        "an unknown placeholder",
     }
     return {str(status): _json(_ref("Error"), meaning[status]) for status in statuses}
 
@@ -222,6 +225,7 @@ def _schemas(settings: Settings | None) -> dict:
                 },
             },
         },
+        **_canned_schemas(settings, agent),
         "TicketChanged": {
             "allOf": [
                 _ref("Ticket"),
@@ -231,6 +235,147 @@ def _schemas(settings: Settings | None) -> dict:
                     "properties": {"changes": _TEXT_LIST},
                 },
             ]
+        },
+    }
+
+
+def _canned_schemas(settings: Settings | None, agent: dict) -> dict:
+    queues = sorted({route.queue for route in settings.routes}) if settings else []
+    queue = _choices(queues, "a configured queue") if settings else {"type": "string"}
+    name = {"type": "string", "pattern": NAME_PATTERN, "description": "kept in lower case"}
+    body = {
+        "type": "string",
+        "maxLength": MAX_BODY,
+        "pattern": BODY_PATTERN,
+        "description": "plain text with placeholders: "
+        + ", ".join(f"{{{{ {name} }}}}" for name in PLACEHOLDERS),
+    }
+    scoped = {"name": name, "body": body}
+    return {
+        "CannedReply": _object(
+            {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "body": {"type": "string"},
+                "scope": {"enum": ["shared", "personal"]},
+                "queue": {"type": ["string", "null"], "description": "shared: the queue"},
+                "owner": {"type": ["string", "null"], "description": "personal: the agent"},
+                "author": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+            }
+        ),
+        "CannedReplyList": _object(
+            {"canned_replies": {"type": "array", "items": _ref("CannedReply")}}
+        ),
+        "NewCannedReply": {
+            "description": "Shared by the agents of a queue, or personal to one agent; "
+            "names are unique in their scope (409)",
+            "oneOf": [
+                _object({**scoped, "queue": queue}, additionalProperties=False),
+                _object({**scoped, "owner": agent}, additionalProperties=False),
+            ],
+        },
+        "CannedReplyChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": scoped,
+        },
+        "RenderedCannedReply": _object(
+            {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "text": {"type": "string", "description": "the placeholders filled in"},
+            }
+        ),
+    }
+
+
+_CANNED_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": ID_MAX},
+}
+
+
+def _canned_paths(settings: Settings | None) -> dict:
+    agents = sorted({agent.email.lower() for agent in settings.agents}) if settings else []
+    agent = _choices(agents, "a configured agent") if settings else {"type": "string"}
+    return {
+        "/api/v1/canned-replies": {
+            "get": {
+                "operationId": "listCannedReplies",
+                "summary": "Canned replies, by name; filtered by queue or owner",
+                "parameters": [
+                    _query("queue", "the shared replies of this queue"),
+                    _query("owner", "the personal replies of this agent"),
+                ],
+                "responses": {
+                    "200": _json(_ref("CannedReplyList"), "The replies"),
+                    **_errors(400, 401),
+                },
+            },
+            "post": {
+                "operationId": "createCannedReply",
+                "summary": "A new canned reply, shared by a queue or personal to an agent",
+                "requestBody": {"required": True, **_json(_ref("NewCannedReply"), "The reply")},
+                "responses": {
+                    "201": _json(_ref("CannedReply"), "The stored reply"),
+                    **_errors(400, 401, 409, 422),
+                },
+            },
+        },
+        "/api/v1/canned-replies/{id}": {
+            "parameters": [_CANNED_ID],
+            "get": {
+                "operationId": "getCannedReply",
+                "summary": "One canned reply",
+                "responses": {
+                    "200": _json(_ref("CannedReply"), "The reply"),
+                    **_errors(400, 401, 404),
+                },
+            },
+            "patch": {
+                "operationId": "updateCannedReply",
+                "summary": "Change a canned reply's name or text (absent keys stay)",
+                "requestBody": {
+                    "required": True,
+                    **_json(_ref("CannedReplyChange"), "The changes"),
+                },
+                "responses": {
+                    "200": _json(_ref("CannedReply"), "The reply after the change"),
+                    **_errors(400, 401, 404, 409, 422),
+                },
+            },
+            "delete": {
+                "operationId": "deleteCannedReply",
+                "summary": "Delete a canned reply",
+                "responses": {"204": {"description": "Deleted"}, **_errors(400, 401, 404)},
+            },
+        },
+        "/api/v1/tickets/{code}/canned-replies/{id}/rendered": {
+            "parameters": [_CODE, _CANNED_ID],
+            "get": {
+                "operationId": "renderCannedReply",
+                "summary": "A canned reply filled in for a ticket, as the agent would send it; "
+                "post the text as a reply to send it",
+                "parameters": [
+                    {
+                        "name": "agent",
+                        "in": "query",
+                        "required": True,
+                        "description": "who sends it: their own replies and the shared ones "
+                        "of the ticket's queue are theirs to use (else 404)",
+                        "schema": agent,
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref("RenderedCannedReply"), "The filled-in text"),
+                    **_errors(400, 401, 404, 422),
+                },
+            },
         },
     }
 
@@ -337,6 +482,7 @@ def _paths(settings: Settings | None) -> dict:
                 },
             },
         },
+        **_canned_paths(settings),
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",

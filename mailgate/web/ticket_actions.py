@@ -30,6 +30,7 @@ from mailgate.db.models import Message
 from mailgate.db.session import sessions
 from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.canned import picker
 from mailgate.web.keys import CONTEXT
 from mailgate.web.pages import see_other
 from mailgate.web.ticket_page import render_ticket
@@ -60,8 +61,9 @@ async def _refused(request, agent: AgentSession, code: str, form, error: ActionE
         ticket = await find_ticket(session, agent, code)
         now = datetime.now(UTC)
         view = await load_view(session, ticket, request.app[CONTEXT].runtime.settings, now)
+        canned = await picker(request, session, ticket, agent)
     typed = {key: value for key, value in form.items() if isinstance(value, str)}
-    return render_ticket(request, view, 422, error=error, form=typed)
+    return render_ticket(request, view, 422, error=error, form=typed, canned=canned)
 
 
 async def _attachments(form) -> list[NewAttachment]:

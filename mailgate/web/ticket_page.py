@@ -20,6 +20,7 @@ from mailgate.db.models import Attachment, Blob, JournalEntry, Message, OutboxIt
 from mailgate.numbers import whole_number
 from mailgate.pipeline.spam import stored_summary
 from mailgate.web.auth import require_agent, signed_in_agent
+from mailgate.web.canned import picker
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.mailhtml import REMOTE_CONTENT_POLICY, has_images, with_remote_content
@@ -42,7 +43,8 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         now = datetime.now(UTC)
         view = await load_view(session, ticket, request.app[RUNTIME].settings, now)
         remote = await _remote_content(session, view, request.query.get("remote", ""))
-    response = render_ticket(request, view, remote=remote)
+        canned = await picker(request, session, ticket, agent)
+    response = render_ticket(request, view, remote=remote, canned=canned)
     if remote:
         response.headers["Content-Security-Policy"] = REMOTE_CONTENT_POLICY
     return response
@@ -53,6 +55,7 @@ def render_ticket(
 ) -> web.Response:
     """The ticket page; after a refused action ``values`` carry the error and the form."""
     values.setdefault("remote", {})
+    values.setdefault("canned", [])
     values.setdefault("form", {})
     context = {
         "view": view,
