@@ -104,7 +104,9 @@ async def patch_ticket(request: web.Request) -> web.Response:
             )
         )
         await session.flush()
-        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
+        [shape] = await ticket_shapes(
+            session, context.runtime.settings, [ticket], context.runtime.clock.now()
+        )
     context.wake_delivery()
     return web.json_response({**shape, "changes": changes})
 
@@ -119,7 +121,9 @@ async def not_spam(request: web.Request) -> web.Response:
             raise ApiError(409, "conflict", f"{ticket.code} is not held back as spam")
         await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
         await session.flush()
-        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
+        [shape] = await ticket_shapes(
+            session, context.runtime.settings, [ticket], context.runtime.clock.now()
+        )
     context.wake_delivery()
     return web.json_response(shape)
 
