@@ -103,6 +103,8 @@ class Daemon:
             stack.push_async_callback(journal.close)
             # The admin's "reprocess" runs here, in a pipeline of the web's own.
             again = PipelineWorker(engine, deps, node.id, workers.wake_delivery)
+            actions = ActionContext(self.runtime, deps.composer)
+            sla = SlaTimer(engine, actions, workers.wake_delivery)
             web_context = WebContext(
                 engine,
                 self.runtime,
@@ -112,6 +114,7 @@ class Daemon:
                 workers.wake_delivery,
                 self.status,
                 functools.partial(reprocess_entries, again, engine),
+                wake_sla=sla.wake,
             )
             web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
@@ -132,8 +135,6 @@ class Daemon:
                 # Expired rate events, sessions and login links: every node prunes.
                 others.append(group.create_task(Pruner(engine, self.runtime).run(), name="prune"))
                 # SLA state, warnings and breaches: every node too, claiming per ticket.
-                actions = ActionContext(self.runtime, deps.composer)
-                sla = SlaTimer(engine, actions, workers.wake_delivery)
                 others.append(group.create_task(sla.run(), name="sla"))
                 others += [  # IMAP intake: one task per [[imap]] mailbox
                     group.create_task(intake.run(), name=f"imap:{intake.config.name}")

@@ -6,8 +6,9 @@ of the tickets changed since it was worked out (``state.py``), then takes the ti
 whose stored due time is within the longest ``warn_before`` of now and sends what
 they call for (``notices.py``), each ticket in a transaction of its own that holds it
 against the other nodes. "Now" is the runtime's clock (``clock.py``). A pass runs
-every ``[tickets] sla_check_seconds``: that long, at most, the inbox's SLA filters
-may lag behind a change to a ticket.
+every ``[tickets] sla_check_seconds``, and at once when the web changed a ticket, so
+the inbox's SLA filters follow an agent's reply; a change the pipeline makes (mail
+from the customer or an agent) shows there within the period.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class SlaTimer:
         self._config_seen = ""
         period = ctx.runtime.settings.tickets.sla_check_seconds
         self.loop = WorkLoop("sla", self.check_once, BATCH, period)
+
+    def wake(self) -> None:
+        self.loop.wake()
 
     def stop(self) -> None:
         self.loop.stop()

@@ -75,6 +75,7 @@ async def post_message(request: web.Request) -> web.Response:
         await session.flush()
         shape = next(m for m in await message_shapes(session, ticket.id) if m["id"] == message.id)
     context.wake_delivery()
+    context.wake_sla()
     return web.json_response(shape, status=201)
 
 
@@ -108,6 +109,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
             session, context.runtime.settings, [ticket], context.runtime.clock.now()
         )
     context.wake_delivery()
+    context.wake_sla()
     return web.json_response({**shape, "changes": changes})
 
 
@@ -125,6 +127,7 @@ async def not_spam(request: web.Request) -> web.Response:
             session, context.runtime.settings, [ticket], context.runtime.clock.now()
         )
     context.wake_delivery()
+    context.wake_sla()
     return web.json_response(shape)
 
 

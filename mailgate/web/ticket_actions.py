@@ -51,6 +51,7 @@ async def _act(request: web.Request, perform) -> web.StreamResponse:
     except ActionError as error:
         return await _refused(request, agent, code, form, error)
     context.wake_delivery()
+    context.wake_sla()
     return see_other(location)
 
 
