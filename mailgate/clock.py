@@ -7,8 +7,10 @@ and the web's SLA views (the inbox filters, the API's ``sla`` objects) ask it fo
 For tests of the running daemon, and only for them, ``MAILGATE_CLOCK_FILE`` names a
 file holding a number of seconds (a float; a missing or unreadable file is 0). The
 clock runs that far ahead of the system's. The file is read again only when its
-modification time changes, so moving time forward is one write, seen by every process
-of the daemon at its next look.
+modification time changes, so moving time forward is one write, seen by the daemon
+at its next look. What happens to a ticket is still recorded at the
+system's time, so after a move it counts as having happened that much earlier (an
+agent's reply then meets a target it would have missed): move the clock, then look.
 """
 
 from __future__ import annotations

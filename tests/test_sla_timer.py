@@ -137,6 +137,12 @@ async def test_warned_breached_escalated_overdue_once(
     finally:
         await inbox.close()
 
+    # Alice answers: the ticket is no longer overdue.
+    reply = {"kind": "agent", "text": "On our way.", "agent": "alice@example.test"}
+    status, body = await call(daemon, "POST", f"/api/v1/tickets/{late}/messages", reply)
+    assert status == 201, body
+    await wait_until(lambda: _none_overdue(daemon), "an empty overdue list")
+
     # Barrier: the timers look once more, then a new ticket's mail comes through;
     # nothing more about the two tickets came meanwhile.
     await asyncio.gather(*(timer.check_once() for timer in more_timers))
@@ -161,3 +167,7 @@ def _subject(message) -> str:
 async def _overdue_codes(daemon) -> list[str] | None:
     listed = await api_get(daemon.setup, "/api/v1/tickets", sla="overdue")
     return [ticket["code"] for ticket in listed["tickets"]] or None
+
+
+async def _none_overdue(daemon) -> bool:
+    return not (await api_get(daemon.setup, "/api/v1/tickets", sla="overdue"))["tickets"]
