@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from mailgate.config import Settings, Sla
 from mailgate.db.migrate import upgrade
 from mailgate.db.models import Ticket
 from mailgate.db.session import sessions
 from mailgate.localtime import utc
-from mailgate.sla.state import refresh_changed
+from mailgate.sla.state import refresh_changed, stale_tickets
 from mailgate.web.auth import AgentSession
 from mailgate.web.listing import Filters, after_cursor, encode_cursor, ticket_query
 
@@ -98,3 +98,14 @@ async def test_the_timer_stores_due_times_of_changed_tickets_only(db, engine):
     assert utc(stored["T-NEW"].sla_due_at) == created + timedelta(hours=4)
     assert stored["T-PENDING"].sla_due_at is None  # its clock is not running
     assert utc(stored["T-SEEN"].sla_due_at) == NOW  # not looked at
+
+
+async def test_the_timer_finds_stale_tickets_by_an_index(db, engine):
+    sql = str(stale_tickets().compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text("SET LOCAL enable_seqscan = off"))  # empty table
+            plan = (await connection.execute(text(f"EXPLAIN {sql}"))).scalars().all()
+        else:
+            plan = [row[-1] for row in await connection.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
+    assert any("ix_tickets_sla_stale" in step for step in plan), plan

@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
@@ -35,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_colu
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Time = DateTime(timezone=True)
 
+SLA_STALE = "sla_seen_at IS NULL OR sla_seen_at <> updated_at"
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -131,6 +133,16 @@ class Ticket(Base):
     sla_due_at: Mapped[datetime | None] = mapped_column(Time, index=True)
     sla_breached: Mapped[str] = mapped_column(String(64), default="", server_default="")
     sla_seen_at: Mapped[datetime | None] = mapped_column(Time)
+
+    # The tickets whose SLA state is stale, for the timer to find without a scan.
+    __table_args__ = (
+        Index(
+            "ix_tickets_sla_stale",
+            "id",
+            sqlite_where=text(SLA_STALE),
+            postgresql_where=text(SLA_STALE),
+        ),
+    )
 
 
 class SlaNotice(Base):

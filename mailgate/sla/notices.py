@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.actions import ActionContext
 from mailgate.actions.base import route_of
@@ -71,7 +71,9 @@ def notices_due(policy: Sla, sla: TicketSla, now: datetime) -> list[Notice]:
     return found
 
 
-async def notify_ticket(engine: AsyncEngine, ctx: ActionContext, ticket_id: int, now) -> int:
+async def notify_ticket(
+    engine: AsyncEngine, ctx: ActionContext, ticket_id: int, now: datetime
+) -> int:
     """Send the notices ``ticket_id`` calls for at ``now`` (SLA time) that no one has
     sent; returns how many were sent (0 when another node won the race)."""
     runtime = ctx.runtime
@@ -94,7 +96,9 @@ async def notify_ticket(engine: AsyncEngine, ctx: ActionContext, ticket_id: int,
     return len(wanted)
 
 
-async def waiting(session, settings: Settings, tickets: list[Ticket], now) -> list[int]:
+async def waiting(
+    session: AsyncSession, settings: Settings, tickets: list[Ticket], now: datetime
+) -> list[int]:
     """Which of ``tickets`` call for a notice not sent yet (read only: a cheap first
     look, so that tickets long overdue and told of cost no lock)."""
     slas = await tickets_sla(session, settings, tickets, now)

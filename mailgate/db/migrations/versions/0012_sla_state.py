@@ -22,6 +22,9 @@ down_revision: str | Sequence[str] | None = "0011_journal_trusted_path"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The tickets whose SLA state the timer has to work out again (a partial index).
+SLA_STALE = "sla_seen_at IS NULL OR sla_seen_at <> updated_at"
+
 
 def upgrade() -> None:
     # In place on both databases (no batch copy of the tickets table).
@@ -32,6 +35,10 @@ def upgrade() -> None:
     )
     op.add_column("tickets", sa.Column("sla_seen_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index(op.f("ix_tickets_sla_due_at"), "tickets", ["sla_due_at"], unique=False)
+    stale = sa.text(SLA_STALE)
+    op.create_index(
+        "ix_tickets_sla_stale", "tickets", ["id"], sqlite_where=stale, postgresql_where=stale
+    )
     op.create_table(
         "sla_notices",
         sa.Column(
@@ -62,6 +69,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("sla_notices")
+    op.drop_index("ix_tickets_sla_stale", table_name="tickets")
     op.drop_index(op.f("ix_tickets_sla_due_at"), table_name="tickets")
     op.drop_column("tickets", "sla_seen_at")
     op.drop_column("tickets", "sla_breached")
