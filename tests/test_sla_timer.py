@@ -7,16 +7,20 @@ daemon's and two more) sending each notice once."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from mailgate.actions import ActionContext
 from mailgate.clock import CLOCK_FILE_VARIABLE, Clock
-from mailgate.config import load_config
+from mailgate.config import Sla, load_config
 from mailgate.db.models import AuditEvent, Ticket
 from mailgate.db.session import create_engine, sessions
 from mailgate.runtime import RuntimeConfig
+from mailgate.sla.due import Due
+from mailgate.sla.notices import notices_due
+from mailgate.sla.tickets import TicketSla
 from mailgate.sla.timer import SlaTimer
 from mailgate.work import pipeline_deps
 from tests.support import api_call, api_get, daemon_running, wait_until
@@ -171,3 +175,21 @@ async def _overdue_codes(daemon) -> list[str] | None:
 
 async def _none_overdue(daemon) -> bool:
     return not (await api_get(daemon.setup, "/api/v1/tickets", sla="overdue"))["tickets"]
+
+
+def test_which_notices_a_tickets_due_times_call_for():
+    now = datetime(2026, 7, 25, 12, 0, tzinfo=UTC)
+    policy = Sla(name="standard", warn_before="1h")
+    due = Due(
+        first_response=now - timedelta(minutes=1),  # missed
+        next_response=now + timedelta(minutes=30),  # within the warning
+        resolution=now + timedelta(hours=2),  # not yet
+        breached=("first_response",),
+    )
+    notices = notices_due(policy, TicketSla("standard", due), now)
+    assert [(n.kind, n.target, n.round) for n in notices] == [
+        ("breach", "first_response", ""),
+        ("warning", "next_response", (now + timedelta(minutes=30)).isoformat()),
+    ]
+    quiet = Sla(name="quiet")  # no warn_before: breaches only
+    assert [n.kind for n in notices_due(quiet, TicketSla("quiet", due), now)] == ["breach"]
