@@ -138,6 +138,8 @@ async def test_warned_breached_escalated_overdue_once(
         await inbox.sign_in("alice@example.test", PASSWORD)
         _, page, _ = await inbox.get("/tickets?sla=overdue&sort=due&order=asc")
         assert codes_on(page) == [late]
+        _, page, _ = await inbox.get(f"/tickets/{late}")
+        assert "first_response target of SLA standard was missed" in page
     finally:
         await inbox.close()
 
