@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailgate.actions import ActionContext
 from mailgate.config import (
     ConfigError,
     imap_path,
@@ -37,6 +38,7 @@ from mailgate.pipeline.reprocess import reprocess as reprocess_entries
 from mailgate.pipeline.worker import PipelineWorker
 from mailgate.prune import Pruner
 from mailgate.runtime import RuntimeConfig
+from mailgate.sla.timer import SlaTimer
 from mailgate.systemd import Notifier
 from mailgate.trust import is_trusted
 from mailgate.web.app import init_app
@@ -101,6 +103,8 @@ class Daemon:
             stack.push_async_callback(journal.close)
             # The admin's "reprocess" runs here, in a pipeline of the web's own.
             again = PipelineWorker(engine, deps, node.id, workers.wake_delivery)
+            actions = ActionContext(self.runtime, deps.composer)
+            sla = SlaTimer(engine, actions, workers.wake_delivery)
             web_context = WebContext(
                 engine,
                 self.runtime,
@@ -110,6 +114,7 @@ class Daemon:
                 workers.wake_delivery,
                 self.status,
                 functools.partial(reprocess_entries, again, engine),
+                wake_sla=sla.wake,
             )
             web_runner = await self._start_web(web_context)
             stack.push_async_callback(web_runner.cleanup)
@@ -129,6 +134,8 @@ class Daemon:
                 others = [group.create_task(self.notifier.watchdog(stuck), name="watchdog")]
                 # Expired rate events, sessions and login links: every node prunes.
                 others.append(group.create_task(Pruner(engine, self.runtime).run(), name="prune"))
+                # SLA state, warnings and breaches: every node too, claiming per ticket.
+                others.append(group.create_task(sla.run(), name="sla"))
                 others += [  # IMAP intake: one task per [[imap]] mailbox
                     group.create_task(intake.run(), name=f"imap:{intake.config.name}")
                     for intake in self.status.imap

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 
 from mailgate import __version__, cli_agent
@@ -94,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     from mailgate.app import Daemon, StartupError
+    from mailgate.clock import Clock
     from mailgate.runtime import RuntimeConfig
 
-    daemon = Daemon(RuntimeConfig(loaded, args.config))
+    daemon = Daemon(RuntimeConfig(loaded, args.config, Clock.from_environment(os.environ)))
     settle_heap()
     try:
         asyncio.run(daemon.run())

@@ -187,6 +187,8 @@ class Tickets(_Section):
     merged_status: str = ""
     # Where the team's day begins: ticket code dates, report days, times on pages and mail.
     timezone: str = "UTC"
+    # How often each node's SLA timer looks for warnings and breaches due.
+    sla_check_seconds: float = Field(60.0, gt=0)
 
     @field_validator("timezone")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailgate.addresses import RouteTable
+from mailgate.clock import Clock
 from mailgate.config import LoadedConfig, Settings, load_config
 
 # Changing these needs a restart: sockets and the engine are built once.
@@ -16,8 +17,11 @@ class RuntimeConfig:
     time they need them, so a reload takes effect without dropping connections.
     """
 
-    def __init__(self, loaded: LoadedConfig, explicit_path: str | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, explicit_path: str | None = None, clock: Clock | None = None
+    ) -> None:
         self._explicit = explicit_path
+        self.clock = clock or Clock()  # SLA time (see clock.py)
         self.loaded = loaded
         self.routes = _route_table(loaded.settings)
 

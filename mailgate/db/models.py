@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
@@ -35,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_colu
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Time = DateTime(timezone=True)
 
+SLA_STALE = "sla_seen_at IS NULL OR sla_seen_at <> updated_at"
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -125,6 +127,39 @@ class Ticket(Base):
     # Held back as spam: no acknowledgement, no notification, not in the default
     # inbox, until an agent says "not spam".
     spam: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # SLA state as the timer last worked it out (mailgate/sla/state.py): the earliest
+    # due time of a target not met yet while the clock runs, the targets broken so far
+    # (comma-separated), and the ``updated_at`` it was worked out from.
+    sla_due_at: Mapped[datetime | None] = mapped_column(Time, index=True)
+    sla_breached: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    sla_seen_at: Mapped[datetime | None] = mapped_column(Time)
+
+    # The tickets whose SLA state is stale, for the timer to find without a scan.
+    __table_args__ = (
+        Index(
+            "ix_tickets_sla_stale",
+            "id",
+            sqlite_where=text(SLA_STALE),
+            postgresql_where=text(SLA_STALE),
+        ),
+    )
+
+
+class SlaNotice(Base):
+    """A warning or breach notice sent for one target of a ticket, once: the unique
+    key is the claim that keeps two nodes' timers from both sending it. ``round`` tells
+    the exchanges of ``next_response`` apart (its due time); "" for the others."""
+
+    __tablename__ = "sla_notices"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # warning, breach
+    target: Mapped[str] = mapped_column(String(32))
+    round: Mapped[str] = mapped_column(String(40), default="")
+    at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (UniqueConstraint("ticket_id", "kind", "target", "round"),)
 
 
 class TicketTag(Base):

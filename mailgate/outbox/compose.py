@@ -178,6 +178,15 @@ class Composer:
         reply_to = self._signer.reply_address(route.address, ticket.code, agent)
         return self._to_agent("delivery_failure", ticket, route, parent, agent, reply_to, details)
 
+    def sla_notice(
+        self, kind: str, ticket: Ticket, route: Route, agent: str, **details: object
+    ) -> Outgoing:
+        """Tell ``agent`` that a target of the ticket is about to be missed (``kind``
+        "warning") or was missed ("breach"); details: target, due_at, policy."""
+        reply_to = self._signer.reply_address(route.address, ticket.code, agent)
+        parent = InReplyTo(f"<{ticket.code}@mailgate>")
+        return self._to_agent(f"sla_{kind}", ticket, route, parent, agent, reply_to, details)
+
     def _to_agent(self, kind, ticket, route, parent, agent, reply_to, details, auto=None):
         mail = self._templates.render(
             kind,

@@ -19,12 +19,14 @@ from mailgate.numbers import whole_number
 from mailgate.signing import same_text
 from mailgate.sla.tickets import TicketSla, tickets_sla
 from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.listing import due_condition
 
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = ("/api/v1/openapi.json",)  # readable without a token
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+API_SLA_FILTERS = {"overdue": "overdue", "due_today": "today"}  # ?sla= -> the inbox's
 CURSOR_PATTERN = re.compile(r"[0-9a-f]{1,15}")  # 15 hex digits stay below ID_MAX
 
 
@@ -80,15 +82,16 @@ def _authenticate(request: web.Request) -> None:
 
 async def list_tickets(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
-    settings = request.app[RUNTIME].settings
-    query = _filtered(select(Ticket), request.query, settings)
+    runtime = request.app[RUNTIME]
+    settings, now = runtime.settings, runtime.clock.now()
+    query = _filtered(select(Ticket), request.query, settings, now)
     query = query.order_by(Ticket.id.desc()).limit(limit + 1)
     if "cursor" in request.query:
         query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
     async with AsyncSession(request.app[ENGINE]) as session:
         tickets = list(await session.scalars(query))
         page = tickets[:limit]
-        shapes = await ticket_shapes(session, settings, page)
+        shapes = await ticket_shapes(session, settings, page, now)
     next_cursor = _encode_cursor(page[-1].id) if len(tickets) > limit else None
     return web.json_response({"tickets": shapes, "next_cursor": next_cursor})
 
@@ -99,15 +102,24 @@ async def get_ticket(request: web.Request) -> web.Response:
         ticket = await session.scalar(select(Ticket).where(Ticket.code == code))
         if ticket is None:
             raise ApiError(404, "not_found", f"no ticket {code}")
-        [shape] = await ticket_shapes(session, request.app[RUNTIME].settings, [ticket])
+        runtime = request.app[RUNTIME]
+        [shape] = await ticket_shapes(session, runtime.settings, [ticket], runtime.clock.now())
         shape["messages"] = await message_shapes(session, ticket.id)
     return web.json_response(shape)
 
 
-def _filtered(query, params, settings: Settings):
+def _filtered(query, params, settings: Settings, now: datetime):
     """``query`` narrowed by the list's filters; a value no ticket can have (an
-    unknown status or priority, a malformed tag) is a 422, as PATCH answers it."""
+    unknown status or priority, a malformed tag) is a 422, as PATCH answers it.
+    ``now`` (SLA time) for ``sla``: overdue, or due today in the team's zone."""
     query = query.where(Ticket.spam.is_(_flag(params, "spam")))
+    if "sla" in params:
+        wanted = API_SLA_FILTERS.get(params["sla"])
+        if wanted is None:
+            choices = ", ".join(API_SLA_FILTERS)
+            message = f"{params['sla']!r} is not one of {choices}"
+            raise unprocessable(ActionError("sla", message))
+        query = query.where(due_condition(wanted, now, settings.tickets.zone))
     try:
         wanted = filter_values(settings.tickets, params)
     except ActionError as error:
@@ -165,8 +177,9 @@ def _decode_cursor(cursor: str) -> int:
 
 
 async def ticket_shapes(
-    session: AsyncSession, settings: Settings, tickets: list[Ticket]
+    session: AsyncSession, settings: Settings, tickets: list[Ticket], now: datetime
 ) -> list[dict]:
+    """The tickets as the API shows them; ``now`` (SLA time) for their ``sla``."""
     ids = [ticket.id for ticket in tickets]
     counts = dict(
         (
@@ -187,7 +200,7 @@ async def ticket_shapes(
     ):
         tags.setdefault(ticket_id, []).append(tag)
     ratings = await ratings_of(session, ids)
-    slas = await tickets_sla(session, settings, tickets, datetime.now(UTC))
+    slas = await tickets_sla(session, settings, tickets, now)
     return [
         {
             **_ticket_shape(t, tags.get(t.id, []), counts.get(t.id, 0), slas[t.id]),

@@ -75,6 +75,7 @@ async def post_message(request: web.Request) -> web.Response:
         await session.flush()
         shape = next(m for m in await message_shapes(session, ticket.id) if m["id"] == message.id)
     context.wake_delivery()
+    context.wake_sla()
     return web.json_response(shape, status=201)
 
 
@@ -104,8 +105,11 @@ async def patch_ticket(request: web.Request) -> web.Response:
             )
         )
         await session.flush()
-        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
+        [shape] = await ticket_shapes(
+            session, context.runtime.settings, [ticket], context.runtime.clock.now()
+        )
     context.wake_delivery()
+    context.wake_sla()
     return web.json_response({**shape, "changes": changes})
 
 
@@ -119,8 +123,11 @@ async def not_spam(request: web.Request) -> web.Response:
             raise ApiError(409, "conflict", f"{ticket.code} is not held back as spam")
         await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
         await session.flush()
-        [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
+        [shape] = await ticket_shapes(
+            session, context.runtime.settings, [ticket], context.runtime.clock.now()
+        )
     context.wake_delivery()
+    context.wake_sla()
     return web.json_response(shape)
 
 

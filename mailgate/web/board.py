@@ -8,7 +8,6 @@ adds drag and drop, which fills in that form and submits it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -57,7 +56,7 @@ async def board(request: web.Request) -> web.StreamResponse:
             for status in runtime.settings.tickets.statuses
         ]
         cards = [card for column in columns for card in column.cards]
-        lines = await card_lines(session, runtime.settings, cards, datetime.now(UTC))
+        lines = await card_lines(session, runtime.settings, cards, runtime.clock.now())
     values = {"columns": columns, "queue": queue, "sla_lines": lines, **choices(runtime, agent)}
     return aiohttp_jinja2.render_template("board.html", request, values)
 

@@ -43,6 +43,8 @@ class WebContext:
     status: DaemonStatus = field(default_factory=DaemonStatus)
     # Quarantined journal entries (all for None) through the daemon's own pipeline.
     reprocess: Callable[[list[int] | None], Awaitable[Counter[str]]] | None = None
+    # A ticket changed: the SLA timer stores its state now, not at its next round.
+    wake_sla: Callable[[], None] = lambda: None
 
 
 def own_problems(context: WebContext) -> list[Problem]:

@@ -30,6 +30,8 @@ _PHRASES = {
     "not_spam": "released the ticket: not spam",
     "tags_dropped": "left out the tags {tags}: {reason}",
     "satisfaction": "rated the ticket {new}",
+    "sla_warning": "warned that the {target} target of SLA {policy} falls due at {due_at}",
+    "sla_breach": "noted that the {target} target of SLA {policy} was missed (due {due_at})",
 }
 
 

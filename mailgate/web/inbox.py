@@ -31,7 +31,8 @@ async def inbox(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     runtime, engine = request.app[RUNTIME], request.app[ENGINE]
     filters = Filters.from_query(request.query)
-    query = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect)
+    now = runtime.clock.now()
+    query = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect, now)
     if request.query.get("cursor"):
         try:
             query = after_cursor(query, filters, request.query["cursor"])

@@ -11,15 +11,17 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Tickets
 from mailgate.db.models import Ticket, TicketTag
+from mailgate.localtime import day_start, local_day
 from mailgate.numbers import storable_id, whole_number
 from mailgate.web.auth import AgentSession
 from mailgate.web.search import matching
@@ -29,11 +31,15 @@ MAX_PAGE_SIZE = 200
 SPAM_ONLY = ("1", "true", "yes", "on")
 UNSOLVED = "unsolved"  # the status filter for every ticket not solved or closed
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+# Tickets with no due time (no SLA, or its clock stopped) come after every due time.
+NO_DUE = datetime(9999, 1, 1, tzinfo=UTC)
 SORTS = {
     "updated": Ticket.updated_at,
     "created": Ticket.created_at,
     "priority": case(PRIORITY_RANK, value=Ticket.priority, else_=1),
+    "due": func.coalesce(Ticket.sla_due_at, NO_DUE),
 }
+SLA_FILTERS = ("overdue", "today")  # by the stored next due time (mailgate/sla/state.py)
 
 
 class BadCursor(ValueError):
@@ -51,6 +57,7 @@ class Filters:
     priority: str = ""
     tag: str = ""
     spam: str = ""  # "1": the tickets held back as spam (and only those)
+    sla: str = ""  # "overdue", "today" (due today in the agent's zone)
     sort: str = "updated"
     order: str = "desc"
     limit: str = ""  # page size, 1 to MAX_PAGE_SIZE (PAGE_SIZE when not given)
@@ -80,11 +87,16 @@ class Filters:
         return "?" + urlencode(params) if params else "?"
 
 
-def ticket_query(filters: Filters, agent: AgentSession, tickets: Tickets, dialect: Dialect):
-    """The SELECT of the tickets ``agent`` may see that match ``filters``, sorted."""
+def ticket_query(
+    filters: Filters, agent: AgentSession, tickets: Tickets, dialect: Dialect, now: datetime
+):
+    """The SELECT of the tickets ``agent`` may see that match ``filters``, sorted;
+    ``now`` (SLA time) for the due filters."""
     query = agent.visible(select(Ticket)).where(Ticket.merged_into_id.is_(None))
     for condition in _conditions(filters, agent, tickets, dialect):
         query = query.where(condition)
+    if filters.sla in SLA_FILTERS:
+        query = query.where(due_condition(filters.sla, now, agent.zone))
     key = SORTS[filters.sort]
     if filters.order == "asc":
         return query.order_by(key.asc(), Ticket.id.asc())
@@ -112,6 +124,15 @@ def _conditions(filters: Filters, agent: AgentSession, tickets: Tickets, dialect
         yield matching(filters.q, dialect)
 
 
+def due_condition(wanted: str, now: datetime, zone: ZoneInfo):
+    """Overdue: due before ``now``; today: due on ``now``'s day in ``zone``."""
+    if wanted == "overdue":
+        return Ticket.sla_due_at <= now
+    today = local_day(now, zone)
+    start, end = day_start(today, zone), day_start(today + timedelta(days=1), zone)
+    return and_(Ticket.sla_due_at >= start, Ticket.sla_due_at < end)
+
+
 def _status_name(tickets: Tickets, wanted: str) -> str:
     """The configured spelling of a status name given in any case."""
     return next((s.name for s in tickets.statuses if s.name.lower() == wanted.lower()), wanted)
@@ -129,6 +150,8 @@ def after_cursor(query, filters: Filters, cursor: str):
 def encode_cursor(ticket: Ticket, sort: str) -> str:
     if sort == "priority":
         value: object = PRIORITY_RANK.get(ticket.priority, 1)
+    elif sort == "due":
+        value = (ticket.sla_due_at or NO_DUE).isoformat()
     else:
         value = getattr(ticket, f"{sort}_at").isoformat()
     raw = json.dumps([sort, value, ticket.id]).encode()

@@ -39,8 +39,8 @@ def _errors(*statuses: int) -> dict:
         404: "No such ticket (or canned reply)",
         409: "The ticket was merged into another (act on that one), or for not-spam, "
         "is not held back as spam; for a canned reply, its name is taken in its scope",
-        422: "A value that cannot be used: unknown status, agent, priority, a malformed tag, "
-        "an unknown placeholder",
+        422: "A value that cannot be used: unknown status, agent, priority, sla filter, "
+        "a malformed tag, an unknown placeholder",
     }
     return {str(status): _json(_ref("Error"), meaning[status]) for status in statuses}
 
@@ -402,6 +402,12 @@ def _filters(settings: Settings | None) -> list[dict]:
         _query("status", "a configured status (any case); empty: any", status),
         _query("priority", "a priority (any case); empty: any", {"enum": [*PRIORITIES, ""]}),
         _query("tag", "tickets with this tag; empty: any", tag),
+        _query(
+            "sla",
+            "overdue: a target's due time has passed; due_today: due today ([tickets] "
+            "timezone). As the SLA timer last stored it ([tickets] sla_check_seconds)",
+            {"enum": ["overdue", "due_today"]},
+        ),
     ]
 
 

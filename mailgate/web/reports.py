@@ -3,8 +3,6 @@ and how customers rated it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,9 +20,9 @@ from mailgate.web.reports_sla import TargetShares, sla_report
 @require_agent
 async def reports(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
-    settings = request.app[RUNTIME].settings
+    runtime = request.app[RUNTIME]
+    settings, now = runtime.settings, runtime.clock.now()
     tickets = settings.tickets
-    now = datetime.now(UTC)
     try:
         period = Period.from_query(request.query, now, tickets.zone)
     except ValueError as error:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -53,14 +52,15 @@ async def _act(request: web.Request, perform) -> web.StreamResponse:
     except ActionError as error:
         return await _refused(request, agent, code, form, error)
     context.wake_delivery()
+    context.wake_sla()
     return see_other(location)
 
 
 async def _refused(request, agent: AgentSession, code: str, form, error: ActionError):
     async with sessions(request.app[CONTEXT].engine)() as session:
         ticket = await find_ticket(session, agent, code)
-        now = datetime.now(UTC)
-        view = await load_view(session, ticket, request.app[CONTEXT].runtime.settings, now)
+        runtime = request.app[CONTEXT].runtime
+        view = await load_view(session, ticket, runtime.settings, runtime.clock.now())
         canned = await picker(request, session, ticket, agent)
     typed = {key: value for key, value in form.items() if isinstance(value, str)}
     return render_ticket(request, view, 422, error=error, form=typed, canned=canned)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import aiohttp_jinja2
@@ -40,8 +39,8 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         if ticket.merged_into_id is not None:
             survivor = await session.get(Ticket, ticket.merged_into_id)
             return see_other(f"/tickets/{survivor.code}?merged={ticket.code}")
-        now = datetime.now(UTC)
-        view = await load_view(session, ticket, request.app[RUNTIME].settings, now)
+        runtime = request.app[RUNTIME]
+        view = await load_view(session, ticket, runtime.settings, runtime.clock.now())
         remote = await _remote_content(session, view, request.query.get("remote", ""))
         canned = await picker(request, session, ticket, agent)
     response = render_ticket(request, view, remote=remote, canned=canned)

@@ -1,7 +1,7 @@
 """canned_replies: saved replies, shared by a queue's agents or personal to one agent
 
 Revision ID: 0013_canned_replies
-Revises: 0011_journal_trusted_path
+Revises: 0012_sla_state
 Create Date: 2026-12-02 12:00:00
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0013_canned_replies"
-down_revision: str | Sequence[str] | None = "0011_journal_trusted_path"
+down_revision: str | Sequence[str] | None = "0012_sla_state"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
