@@ -15,6 +15,7 @@ from mailgate.web import (
     api,
     api_write,
     board,
+    customers,
     inbox,
     login,
     metrics,
@@ -91,4 +92,5 @@ def init_app(context: WebContext) -> web.Application:
     rating.add_routes(app)
     newticket.add_routes(app)
     admin.add_routes(app)
+    customers.add_routes(app)
     return app

@@ -56,7 +56,7 @@ async def _act(request: web.Request, perform) -> web.StreamResponse:
 
 async def _refused(request, agent: AgentSession, code: str, form, error: ActionError):
     async with sessions(request.app[CONTEXT].engine)() as session:
-        view = await load_view(session, await find_ticket(session, agent, code))
+        view = await load_view(session, await find_ticket(session, agent, code), agent)
     typed = {key: value for key, value in form.items() if isinstance(value, str)}
     return render_ticket(request, view, 422, error=error, form=typed)
 

@@ -38,7 +38,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         if ticket.merged_into_id is not None:
             survivor = await session.get(Ticket, ticket.merged_into_id)
             return see_other(f"/tickets/{survivor.code}?merged={ticket.code}")
-        view = await load_view(session, ticket)
+        view = await load_view(session, ticket, agent)
         remote = await _remote_content(session, view, request.query.get("remote", ""))
     response = render_ticket(request, view, remote=remote)
     if remote:

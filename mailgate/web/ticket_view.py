@@ -25,8 +25,11 @@ from mailgate.db.models import (
 )
 from mailgate.localtime import utc
 from mailgate.web.auth import AgentSession
+from mailgate.web.customer_history import other_tickets
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
 from mailgate.web.listing import tags_by_ticket
+
+OTHERS_SHOWN = 10  # of the customer's other tickets; their page lists them all
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class TicketView:
     failed: list[OutboxItem]  # outgoing mail that could not be delivered
     message_count: int
     satisfaction: SatisfactionRating | None = None  # the customer's rating, if given
+    # The customer's other tickets the agent may see, newest first, and how many.
+    others: list[Ticket] = field(default_factory=list)
+    other_count: int = 0
 
 
 async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> Ticket:
@@ -63,7 +69,8 @@ async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> 
     return ticket
 
 
-async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
+async def load_view(session: AsyncSession, ticket: Ticket, agent: AgentSession) -> TicketView:
+    """The ticket as ``agent`` sees it (they see only the customer's tickets they may)."""
     messages = await _messages(session, ticket)
     events = await session.scalars(
         select(AuditEvent)
@@ -84,6 +91,7 @@ async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
     )
     tags = await tags_by_ticket(session, [ticket.id])
     ratings = await ratings_of(session, [ticket.id])
+    others, other_count = await other_tickets(session, agent.visible, ticket, OTHERS_SHOWN)
     return TicketView(
         ticket,
         tags.get(ticket.id, []),
@@ -92,6 +100,8 @@ async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
         list(failed),
         len(messages),
         ratings.get(ticket.id),
+        others,
+        other_count,
     )
 
 
