@@ -59,6 +59,7 @@ class Reply:
     to: tuple[tuple[str, str], ...]  # (email, name): the customer
     cc: tuple[tuple[str, str], ...] = ()  # the CC participants
     attachments: tuple[NewAttachment, ...] = ()
+    signature: str = ""  # the agent's, shown under the text after a "-- " line
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class Composer:
             route.locale,
             ticket=ticket,
             text=reply.text,
+            signature=reply.signature,
             agent_name=reply.agent_name,
             team_name=team_name(route),
             portal_url=self.portal_url(ticket.code),

@@ -22,6 +22,7 @@ from mailgate.web import (
     newticket,
     openapi,
     portal,
+    profile,
     rating,
     reports,
     status,
@@ -92,5 +93,6 @@ def init_app(context: WebContext) -> web.Application:
     rating.add_routes(app)
     newticket.add_routes(app)
     admin.add_routes(app)
+    profile.add_routes(app)
     customers.add_routes(app)
     return app
