@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from playwright.async_api import expect
 
-from mailgate.config import MAX_SIGNATURE
+from mailgate.actions.signatures import signature_to_add
+from mailgate.config import MAX_SIGNATURE, ConfigError, parse_config
 from tests.support import api_get, daemon_running, wait_until
 from tests.test_agents import ALICE, BOB, CAROL, Desk
 from tests.web import WebClient, give_password
@@ -76,8 +77,9 @@ async def web_message(client: WebClient, desk: Desk, kind: str, text: str) -> No
     assert status == 303, body[:300]
 
 
-async def received(desk: Desk, address: str, marker: str) -> str:
-    """The text of the one mail to ``address`` that says ``marker`` (waited for)."""
+async def received(desk: Desk, address: str, marker: str, part: str = "plain") -> str:
+    """The text (or ``part="html"``) of the one mail to ``address`` that says
+    ``marker`` (waited for)."""
 
     async def arrived():
         return [
@@ -86,7 +88,7 @@ async def received(desk: Desk, address: str, marker: str) -> str:
         ]  # fmt: skip
 
     [mail] = await wait_until(arrived, f"the mail saying {marker!r} to {address}")
-    return mail.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    return mail.message.get_body((part,)).get_content().replace("\r\n", "\n")
 
 
 def signed_once(text: str, marker: str, signature: str) -> bool:
@@ -106,6 +108,8 @@ async def test_the_configured_signature_is_under_replies_from_web_api_and_mail(d
         assert signed_once(await received(desk, CAROL, marker), marker, CONFIGURED), marker
     text = await received(desk, CAROL, "My client signs too.")
     assert text.count("Support lead, Example Ltd.") == 1, text  # not added a second time
+    markup = await received(desk, CAROL, "Answered by a script.", "html")
+    assert markup.count("Alice Example<br>\nSupport lead, Example Ltd.") == 1, markup
     shown = await api_get(desk.daemon.setup, f"/api/v1/tickets/{desk.code}")
     replies = [m["text"] for m in shown["messages"] if m["kind"] == "agent"]
     assert replies[0] == "Answered on the web."  # the thread keeps what the agent wrote
@@ -137,6 +141,8 @@ async def test_the_profile_signature_wins_over_the_configured_one(desk, signed_i
     assert "Tier 2 &lt;support&gt; &amp; more" in page and "This is your own signature." in page
     await api_message(desk, "agent", "Bob answers.", agent=BOB)
     assert signed_once(await received(desk, CAROL, "Bob answers."), "Bob answers.", own)
+    markup = await received(desk, CAROL, "Bob answers.", "html")
+    assert "-- <br>\nBob Builder<br>\nTier 2 &lt;support&gt; &amp; more<br>" in markup
 
     await alice.post("/profile", {"signature": "Alice, on her own", "action": "save"}, "/profile")
     await desk.agent_mail("Alice answers by mail.")
@@ -174,3 +180,28 @@ async def test_an_agent_sets_the_signature_in_the_browser_and_replies(desk, page
     await expect(page.get_by_role("status")).to_have_text("Reply sent to the customer.")
     text = await received(desk, CAROL, "Sent from Chromium.")
     assert signed_once(text, "Sent from Chromium.", "Bob from the browser\nCall +62 21 555 0100")
+
+
+def test_the_config_takes_a_signature_of_several_lines_and_refuses_a_huge_one():
+    agent = '[[agents]]\nemail = "alice@example.test"\nsignature = """Alice\nTier 2"""\n'
+    [alice] = parse_config(agent, "mailgate.toml").agents
+    assert alice.signature == "Alice\nTier 2"
+    huge = f'[[agents]]\nemail = "alice@example.test"\nsignature = "{"x" * 2001}"\n'
+    with pytest.raises(ConfigError) as error:
+        parse_config(huge, "/etc/mailgate/mailgate.toml")
+    assert "/etc/mailgate/mailgate.toml:3: agents[0].signature:" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Thanks.", "Alice\nTier 2"),
+        ("Thanks.\n\n-- \nAlice\nTier 2\n", ""),  # the client signed it already
+        ("Thanks.\n-- \n  Alice \n\nTier  2", ""),  # spacing aside
+        ("Alice\nTier 2\nThanks, that is all.", "Alice\nTier 2"),  # not at the end
+        ("Thanks.\n-- \nTier 2", "Alice\nTier 2"),  # only part of it
+    ],
+)
+def test_a_signature_is_added_unless_the_reply_ends_with_it(text, expected):
+    assert signature_to_add(text, "\r\nAlice\r\nTier 2\r\n") == expected
+    assert signature_to_add(text, " \n") == ""
