@@ -111,6 +111,7 @@ class Outbound(_Section):
 
 
 RATE = r"^\d+/\d+[smhd]$"  # "3/10m": at most 3 per 10 minutes
+MAX_SIGNATURE = 2000  # characters of an agent's signature
 
 
 class Web(_Section):
@@ -352,6 +353,8 @@ class Agent(_Section):
     name: str = ""
     admin: bool = False
     timezone: str = ""  # this agent's pages; empty: [tickets] timezone
+    # Added under this agent's replies to customers; their /profile page overrides it.
+    signature: str = Field("", max_length=MAX_SIGNATURE)
 
     @field_validator("timezone")
     @classmethod

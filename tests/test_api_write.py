@@ -81,7 +81,7 @@ async def test_an_agent_reply_reaches_the_customer(daemon, smarthost, code):
     [_, reply] = sent_to(smarthost, "carol@client.test")
     assert f"[{code}]" in reply.message["Subject"]
     assert "support@example.test" in reply.message["From"]
-    assert "Unplug it, please." in reply.message.get_content()
+    assert "Unplug it, please." in reply.message.get_body(("plain",)).get_content()
     shown = await api_get(daemon.setup, f"/api/v1/tickets/{code}")
     conforms(shown, "TicketDetail")
     assert [m["kind"] for m in shown["messages"]] == ["customer", "agent"]

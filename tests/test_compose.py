@@ -178,7 +178,7 @@ def test_the_body_decodes_to_the_text_with_long_lines_and_non_ascii():
     text = "Grüße ✓\n" + "long " * 300 + "\n\n-- \nAlice\n"
     outgoing = reply(text)
     message = parse(outgoing)
-    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+    assert message.get_body(("plain",))["Content-Transfer-Encoding"] == "quoted-printable"
     assert text in text_of(message)
     assert all(len(line) <= 78 for line in outgoing.raw.split(b"\r\n"))
 
@@ -193,11 +193,20 @@ def test_a_reply_with_attachments_is_multipart():
     assert outgoing.raw.isascii()
     assert message.get_content_type() == "multipart/mixed"
     assert "See the files ✓" in text_of(message)
+    assert "See the files ✓" in message.get_body(("html",)).get_content()
     parts = list(message.iter_attachments())
     assert [p.get_filename() for p in parts] == ["Rechnung März.pdf", "notes.txt"]
     assert [p.get_content_type() for p in parts] == ["application/pdf", "text/plain"]
     assert [p.get_payload(decode=True) for p in parts] == [f.data for f in files]
     assert b"filename*=utf-8''Rechnung%20M%C3%A4rz.pdf" in outgoing.raw
+
+
+def test_a_reply_is_plain_text_and_the_same_as_html():
+    message = parse(reply("Dear <Carol> & co,\n\nswitch it off.\n\n-- \nAlice\nTier 2"))
+    assert message.get_content_type() == "multipart/alternative"
+    markup = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    assert "Dear &lt;Carol&gt; &amp; co,<br>\n<br>\nswitch it off." in markup
+    assert "-- <br>\nAlice<br>\nTier 2<br>" in markup and "<Carol>" not in markup
 
 
 @settings(max_examples=300, deadline=None)

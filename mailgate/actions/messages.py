@@ -28,6 +28,7 @@ from mailgate.actions.base import (
     route_of,
 )
 from mailgate.actions.notify import involved_agents, notify_agents
+from mailgate.actions.signatures import signature_of, signature_to_add
 from mailgate.db.models import Message, Participant, ThreadRef, Ticket
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import InReplyTo, NewAttachment, Reply
@@ -48,13 +49,16 @@ async def agent_reply(
     source_message_id: str | None = None,
     content_sha256: str = "",
 ) -> Message:
-    """Relay ``agent``'s answer to the customer and the CC participants."""
+    """Relay ``agent``'s answer, under their signature, to the customer and the CC
+    participants; the stored message keeps what the agent wrote."""
     agent, attachments = known_agent(ctx.runtime, agent), _safe_names(attachments)
     _not_empty(text, attachments)
     now = datetime.now(UTC)
     route = route_of(ctx.runtime, ticket)
     customer, cc = await _recipients(session, ticket)
-    reply = Reply(agent_name(ctx.runtime, agent), text, customer, cc, tuple(attachments))
+    signature = signature_to_add(text, await signature_of(session, ctx.runtime, agent))
+    name = agent_name(ctx.runtime, agent)
+    reply = Reply(name, text, customer, cc, tuple(attachments), signature)
     outgoing = ctx.composer.agent_reply(
         ticket, route, await customer_thread(session, ticket), reply
     )

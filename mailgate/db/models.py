@@ -398,6 +398,17 @@ class AgentAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(Time)
 
 
+class AgentProfile(Base):
+    """What an agent set for themselves on their profile page, over the config's
+    ``[[agents]]`` defaults. A None column has no setting here: the config decides."""
+
+    __tablename__ = "agent_profiles"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    signature: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+
+
 class ImapMailboxState(Base):
     """Where the IMAP intake is in a mailbox, so a restart neither skips nor refetches."""
 

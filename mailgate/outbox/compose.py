@@ -3,14 +3,16 @@
 Every message carries a Message-ID, In-Reply-To/References to the thread,
 Thread-Topic/Thread-Index (Outlook threads on those), ``X-Loop`` with the route's
 address, a signed ``Reply-To`` and, on automatic mail, ``Auto-Submitted``. The headers
-are written from the values we have (``wire.py``); only a reply with attachments is
-built by the standard library's MIME classes.
+are written from the values we have (``wire.py``); only an agent's reply (its text
+as plain text and as HTML, and any attachments) is built by the standard library's
+MIME classes.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ class Reply:
     to: tuple[tuple[str, str], ...]  # (email, name): the customer
     cc: tuple[tuple[str, str], ...] = ()  # the CC participants
     attachments: tuple[NewAttachment, ...] = ()
+    signature: str = ""  # the agent's, shown under the text after a "-- " line
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,7 @@ class Composer:
             route.locale,
             ticket=ticket,
             text=reply.text,
+            signature=reply.signature,
             agent_name=reply.agent_name,
             team_name=team_name(route),
             portal_url=self.portal_url(ticket.code),
@@ -225,9 +229,7 @@ class Composer:
         if reply.cc:
             head.mailboxes("Cc", reply.cc)
         head.mailboxes("Reply-To", [(self._signer.reply_address(route.address, ticket.code), "")])
-        entity = (
-            _mixed(mail.body, reply.attachments) if reply.attachments else text_entity(mail.body)
-        )
+        entity = _reply_entity(mail.body, reply.attachments)
         recipients = tuple(email for email, _ in (*reply.to, *reply.cc))
         raw = head.wire(entity)
         return Outgoing("agent_reply", route.address, recipients, message_id, mail.subject, raw)
@@ -268,17 +270,27 @@ def _head(route: Route, sender: str, subject: str, now: datetime) -> tuple[Head,
     return head, message_id
 
 
-def _mixed(text: str, attachments: Sequence[NewAttachment]) -> bytes:
-    """``text`` and ``attachments`` as a multipart/mixed entity. Rare, so the standard
-    library writes it (base64 parts, RFC 2231 names for non-ASCII file names)."""
+def _reply_entity(text: str, attachments: Sequence[NewAttachment]) -> bytes:
+    """``text`` as plain text and as HTML (``as_html``), then the ``attachments``:
+    multipart/alternative, in a multipart/mixed with attachments. Rare enough among
+    our mail that the standard library writes it (base64 parts, RFC 2231 names)."""
     entity = EmailMessage()
     entity.set_content(text, cte=transfer_encoding(text))
+    markup = as_html(text)
+    entity.add_alternative(markup, subtype="html", cte=transfer_encoding(markup))
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         entity.add_attachment(
             attachment.data, maintype, subtype or "octet-stream", filename=attachment.filename
         )
     return serialise(entity)
+
+
+def as_html(text: str) -> str:
+    """``text`` as an HTML document that mail programs show as written: escaped, each
+    line break kept (the agent's signature too, under its "-- " line)."""
+    lines = "<br>\n".join(html.escape(line) for line in text.splitlines())
+    return f"<!DOCTYPE html>\n<html><body>\n<div>{lines}</div>\n</body></html>\n"
 
 
 def team_name(route: Route) -> str:

@@ -18,6 +18,7 @@ from mailgate.db.models import Attachment, Message, SatisfactionRating, Ticket, 
 from mailgate.numbers import whole_number
 from mailgate.signing import same_text
 from mailgate.sla.tickets import TicketSla, tickets_sla
+from mailgate.web.customer_history import customer_summary, everything, tickets_of
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.listing import due_condition
 
@@ -278,6 +279,35 @@ async def message_shapes(session: AsyncSession, ticket_id: int) -> list[dict]:
     ]
 
 
+async def get_customer(request: web.Request) -> web.Response:
+    """A customer (name, first contact, counts by status category) and their tickets,
+    newest first, paged like the list; the same summary as the customer page."""
+    email = request.match_info["address"].strip().lower()
+    limit = _limit(request.query.get("limit"))
+    settings = request.app[RUNTIME].settings
+    query = tickets_of(email, everything).order_by(Ticket.id.desc()).limit(limit + 1)
+    if "cursor" in request.query:
+        query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
+    async with AsyncSession(request.app[ENGINE]) as session:
+        customer = await customer_summary(session, everything, email, settings.tickets)
+        if customer is None:
+            raise ApiError(404, "not_found", f"no tickets from {email}")
+        tickets = list(await session.scalars(query))
+        shapes = await ticket_shapes(session, settings, tickets[:limit])
+    more = len(tickets) > limit
+    return web.json_response(
+        {
+            "email": customer.email,
+            "name": customer.name,
+            "first_contact_at": _iso(customer.first_contact),
+            "ticket_count": customer.total,
+            "counts": customer.counts,
+            "tickets": shapes,
+            "next_cursor": _encode_cursor(tickets[limit - 1].id) if more else None,
+        }
+    )
+
+
 def _iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC (SQLite hands back naive datetimes; they are UTC)."""
     if moment is None:
@@ -288,3 +318,4 @@ def _iso(moment: datetime | None) -> str | None:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/tickets", list_tickets)
     app.router.add_get("/api/v1/tickets/{code}", get_ticket)
+    app.router.add_get("/api/v1/customers/{address}", get_customer)

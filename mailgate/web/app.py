@@ -17,12 +17,14 @@ from mailgate.web import (
     api_write,
     board,
     canned,
+    customers,
     inbox,
     login,
     metrics,
     newticket,
     openapi,
     portal,
+    profile,
     rating,
     reports,
     status,
@@ -95,4 +97,6 @@ def init_app(context: WebContext) -> web.Application:
     newticket.add_routes(app)
     admin.add_routes(app)
     canned.add_routes(app)
+    profile.add_routes(app)
+    customers.add_routes(app)
     return app

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from mailgate.localtime import format_local, utc
+from mailgate.web.customer_history import customer_path
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -52,4 +53,10 @@ def size(count: int) -> str:
     return f"{count / (1024 * 1024):.1f} MB"
 
 
-FILTERS = {"when": when, "duration": duration, "age": age, "size": size}
+FILTERS = {
+    "when": when,
+    "duration": duration,
+    "age": age,
+    "size": size,
+    "customer_path": customer_path,
+}

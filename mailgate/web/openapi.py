@@ -18,6 +18,7 @@ from mailgate.config import Settings
 from mailgate.numbers import ID_MAX
 from mailgate.web.api import CURSOR_PATTERN, MAX_LIMIT
 from mailgate.web.api_write import MESSAGE_TEXT
+from mailgate.web.customer_history import CATEGORIES
 from mailgate.web.keys import RUNTIME
 
 NO_NUL = "^[^\\x00]*$"  # what a URL may carry (a NUL is a 400)
@@ -36,7 +37,7 @@ def _errors(*statuses: int) -> dict:
     meaning = {
         400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
-        404: "No such ticket (or canned reply)",
+        404: "No such ticket, canned reply or customer (no tickets of that address)",
         409: "The ticket was merged into another (act on that one), or for not-spam, "
         "is not held back as spam; for a canned reply, its name is taken in its scope",
         422: "A value that cannot be used: unknown status, agent, priority, sla filter, "
@@ -144,6 +145,22 @@ def _schemas(settings: Settings | None) -> dict:
                 "next_cursor": {"type": ["string", "null"]},
             },
         },
+        "Customer": _object(
+            {
+                "email": {"type": "string"},
+                "name": {"type": "string", "description": "the name of their latest ticket"},
+                "first_contact_at": {"type": "string", "format": "date-time"},
+                "ticket_count": {"type": "integer", "minimum": 1},
+                "counts": _object(
+                    {category: {"type": "integer", "minimum": 0} for category in CATEGORIES},
+                    description="tickets by status category",
+                ),
+                "tickets": {"type": "array", "items": _ref("Ticket")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+            description="A customer and their tickets, newest first; tickets merged into "
+            "another or held back as spam are not counted.",
+        ),
         "Attachment": {
             "type": "object",
             "required": ["filename", "content_type", "size", "sha256"],
@@ -489,6 +506,37 @@ def _paths(settings: Settings | None) -> dict:
             },
         },
         **_canned_paths(settings),
+        "/api/v1/customers/{address}": {
+            "parameters": [
+                {
+                    "name": "address",
+                    "in": "path",
+                    "required": True,
+                    "description": "the customer's address (URL-encoded)",
+                    "schema": {"type": "string", "pattern": NO_NUL},
+                }
+            ],
+            "get": {
+                "operationId": "getCustomer",
+                "summary": "A customer's name, first contact, counts and tickets (paged)",
+                "parameters": [
+                    _query(
+                        "limit",
+                        "page size",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    ),
+                    _query(
+                        "cursor",
+                        "next_cursor of the previous page, passed back as it is (opaque)",
+                        {"type": "string", "pattern": CURSOR},
+                    ),
+                ],
+                "responses": {
+                    "200": _json(_ref("Customer"), "The customer"),
+                    **_errors(400, 401, 404),
+                },
+            },
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",

@@ -60,7 +60,7 @@ async def _refused(request, agent: AgentSession, code: str, form, error: ActionE
     async with sessions(request.app[CONTEXT].engine)() as session:
         ticket = await find_ticket(session, agent, code)
         runtime = request.app[CONTEXT].runtime
-        view = await load_view(session, ticket, runtime.settings, runtime.clock.now())
+        view = await load_view(session, ticket, agent, runtime.settings, runtime.clock.now())
         canned = await picker(request, session, ticket, agent)
     typed = {key: value for key, value in form.items() if isinstance(value, str)}
     return render_ticket(request, view, 422, error=error, form=typed, canned=canned)

@@ -40,7 +40,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
             survivor = await session.get(Ticket, ticket.merged_into_id)
             return see_other(f"/tickets/{survivor.code}?merged={ticket.code}")
         runtime = request.app[RUNTIME]
-        view = await load_view(session, ticket, runtime.settings, runtime.clock.now())
+        view = await load_view(session, ticket, agent, runtime.settings, runtime.clock.now())
         remote = await _remote_content(session, view, request.query.get("remote", ""))
         canned = await picker(request, session, ticket, agent)
     response = render_ticket(request, view, remote=remote, canned=canned)

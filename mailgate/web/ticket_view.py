@@ -27,9 +27,12 @@ from mailgate.db.models import (
 from mailgate.localtime import utc
 from mailgate.sla.tickets import tickets_sla
 from mailgate.web.auth import AgentSession
+from mailgate.web.customer_history import other_tickets
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
 from mailgate.web.listing import tags_by_ticket
 from mailgate.web.sla_view import Panel, panel
+
+OTHERS_SHOWN = 10  # of the customer's other tickets; their page lists them all
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class TicketView:
     message_count: int
     satisfaction: SatisfactionRating | None = None  # the customer's rating, if given
     sla: Panel | None = None  # None where no SLA policy applies
+    # The customer's other tickets the agent may see, newest first, and how many.
+    others: list[Ticket] = field(default_factory=list)
+    other_count: int = 0
 
 
 async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> Ticket:
@@ -68,8 +74,9 @@ async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> 
 
 
 async def load_view(
-    session: AsyncSession, ticket: Ticket, settings: Settings, now: datetime
+    session: AsyncSession, ticket: Ticket, agent: AgentSession, settings: Settings, now: datetime
 ) -> TicketView:
+    """The ticket as ``agent`` sees it (they see only the customer's tickets they may)."""
     messages = await _messages(session, ticket)
     events = await session.scalars(
         select(AuditEvent)
@@ -92,6 +99,7 @@ async def load_view(
     ratings = await ratings_of(session, [ticket.id])
     sla = (await tickets_sla(session, settings, [ticket], now))[ticket.id]
     category = settings.tickets.category_of(ticket.status) or ""
+    others, other_count = await other_tickets(session, agent.visible, ticket, OTHERS_SHOWN)
     return TicketView(
         ticket,
         tags.get(ticket.id, []),
@@ -101,6 +109,8 @@ async def load_view(
         len(messages),
         ratings.get(ticket.id),
         panel(sla, category, now),
+        others,
+        other_count,
     )
 
 
