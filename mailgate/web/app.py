@@ -12,6 +12,7 @@ from mailgate.db.session import ping
 from mailgate.health import assess
 from mailgate.web import (
     admin,
+    admin_webhooks,
     api,
     api_write,
     board,
@@ -91,4 +92,5 @@ def init_app(context: WebContext) -> web.Application:
     rating.add_routes(app)
     newticket.add_routes(app)
     admin.add_routes(app)
+    admin_webhooks.add_routes(app)
     return app
