@@ -1,5 +1,8 @@
 """The worker processes' composition root: ``mailgate work --role pipeline|delivery``.
 
+The delivery process sends webhook events too: whatever queues mail or an event
+wakes it, and the webhook worker beats as a node of its own (role ``webhooks``).
+
 Apart from ``app.py`` so that a worker process imports what its worker needs and not
 the daemon's listeners and web (70 MB at rest instead of 92). The daemon uses the
 helpers here too: the pipeline's dependencies, node ids, applying a config.
