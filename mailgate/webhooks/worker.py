@@ -66,6 +66,10 @@ _SETTLE = (
     )
 )
 _WRITE_BODY = update(WebhookDelivery).where(_OURS).values(body=bindparam("b_body"))
+# Claimed but not sent because the database failed first: due again.
+_RELEASE = (
+    update(WebhookDelivery).where(_OURS).values(state="queued", claimed_by=None, claimed_at=None)
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,10 @@ class WebhookWorker:
         self._node_timeout = node_timeout
         self._random = random.Random()
         self.loop = WorkLoop("webhooks", self.deliver_due, batch_size, poll_seconds)
-        self._unrecorded: list[dict] = []  # answers a failed database kept from us
+        # Answers a failed database kept from us, and rows claimed but not sent
+        # because it failed before: both written first on the next pass.
+        self._unrecorded: list[dict] = []
+        self._unsent: list[dict] = []
 
     def wake(self) -> None:
         """An event was committed: send it now, not at the next poll."""
@@ -139,8 +146,10 @@ class WebhookWorker:
             )
         if not rows:
             return 0
+        self._unsent = [{"b_id": row.id, "b_node": self._node} for row in rows]
         hooks = {hook.name: hook for hook in self._runtime.settings.webhooks}
         body = await self._bodies(rows)
+        self._unsent = []
         async with aiohttp.ClientSession(trust_env=False) as http:
             answers = await asyncio.gather(
                 *(self._post(http, hooks.get(row.webhook), row, body[row.id]) for row in rows)
@@ -209,13 +218,17 @@ class WebhookWorker:
         return tries >= hook.max_attempts or too_old
 
     async def _catch_up(self) -> None:
-        """Write the answers not written yet (all of them, or none on a failure)."""
-        if not self._unrecorded:
+        """Write the answers not written yet and release what was not sent, in one
+        transaction (all of it, or none on a failure)."""
+        if not (self._unrecorded or self._unsent):
             return
         async with self._engine.begin() as connection:
-            await connection.execute(_SETTLE, self._unrecorded)
+            if self._unrecorded:
+                await connection.execute(_SETTLE, self._unrecorded)
+            if self._unsent:
+                await connection.execute(_RELEASE, self._unsent)
         _log(self._unrecorded)
-        self._unrecorded = []
+        self._unrecorded, self._unsent = [], []
 
 
 def _log(changes: Sequence[dict]) -> None:
