@@ -1,9 +1,10 @@
 """Webhooks: ticket events as signed JSON POSTs to a real aiohttp receiver on loopback.
 
-Through a running daemon: a new ticket by mail, an agent's reply, a solve and the
-customer's rating each arrive once, signed, in the API's shapes; a receiver that
-answers 500 or is down gets the event later with the same delivery id; the admin
-page lists deliveries and sends a failed one again. The worker on its own: a
+Through a running daemon: a new ticket by mail, an agent's reply (from the web and by
+mail, with a command), a solve, the customer's rating and reply each arrive once,
+signed, in the API's shapes; a receiver that answers 500 or is down gets the event
+later with the same delivery id; the admin page lists deliveries and sends a failed
+one again. The worker on its own: a
 rolled-back change sends nothing, and a delivery gives up after its attempts.
 """
 
@@ -23,7 +24,8 @@ from mailgate.runtime import RuntimeConfig
 from mailgate.webhooks.queue import queue_event
 from mailgate.webhooks.worker import WebhookWorker
 from tests.receiver import Receiver
-from tests.support import MailgateProcess, api_get, toml_value, wait_until
+from tests.support import MailgateProcess, api_get, daemon_running, toml_value, wait_until
+from tests.test_agents import ALICE, CAROL, Desk
 from tests.test_api_write import conforms
 from tests.test_pipeline import mail
 from tests.test_satisfaction import rate, solved_mail_links
@@ -230,6 +232,33 @@ async def test_the_webhooks_page_is_for_admins(setup, engine, smarthost, receive
         await stranger.close()
         await alice.close()
         assert await daemon.stop() == 0
+
+
+async def test_agent_and_customer_mail_send_their_events(setup, engine, smarthost, receiver):
+    setup.webhooks = [hook("crm", receiver.url, EVERY_EVENT)]
+    setup.sections["outbound"] = {"smarthost": f"127.0.0.1:{smarthost.port}"}
+    setup.sections["api"] = {"tokens": ["test-token"]}
+    setup.routes[0]["agents"] = [ALICE]
+    setup.agents = [{"email": ALICE, "name": "Alice"}]
+    async with daemon_running(setup) as daemon:
+        desk = await Desk(daemon, smarthost, engine).open()
+        await receiver.events(1)
+        await desk.agent_mail("#status pending\n\nHello Carol, please switch it off.")
+        mailed = (await receiver.events(3))[1:]
+        reply = mail(f"Re: [{desk.code}] Printer on fire", body="It is off now.", sender=CAROL)
+        await desk.deliver(reply, sender=CAROL)
+        answered = (await receiver.events(4))[3]
+    assert len(receiver.received) == 4 and receiver.received[0].event == "ticket.created"
+    # The agent's mail: its reply and its command, in one transaction, two events.
+    by_event = {r.event: r.payload for r in mailed}
+    assert set(by_event) == {"message.created", "ticket.updated"}
+    assert by_event["message.created"]["message"]["kind"] == "agent"
+    assert by_event["message.created"]["message"]["from"] == ALICE
+    assert by_event["ticket.updated"]["ticket"]["code"] == desk.code
+    assert answered.event == "message.created" and answered.signed_with(SECRET)
+    assert answered.payload["message"]["kind"] == "customer"
+    assert answered.payload["message"]["text"].startswith("It is off now.")
+    assert answered.payload["ticket"]["status"] == "Open"  # the customer's reply reopened it
 
 
 def runtime_for(*hooks: dict) -> RuntimeConfig:
