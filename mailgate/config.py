@@ -7,6 +7,7 @@ read once at load time into the matching plain key.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -379,6 +380,41 @@ class Imap(_Section):
     poll_seconds: float = Field(60.0, gt=0)
 
 
+WEBHOOK_EVENTS = (
+    "ticket.created",
+    "ticket.updated",
+    "message.created",
+    "ticket.solved",
+    "sla.breached",
+    "satisfaction.rated",
+)
+WebhookEvent = Literal[
+    "ticket.created",
+    "ticket.updated",
+    "message.created",
+    "ticket.solved",
+    "sla.breached",
+    "satisfaction.rated",
+]
+
+
+class Webhook(_Section):
+    """A receiver of ticket events: each one a signed JSON POST (``mailgate/webhooks``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    url: str = Field(pattern=r"^https?://[^\s/?#]+[^\s]*$")
+    secret: str = ""
+    secret_file: str = ""
+    events: list[WebhookEvent] = Field(min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # Retries back off exponentially from retry_base_seconds up to retry_cap_seconds;
+    # a delivery fails for good after max_attempts or give_up_after_hours.
+    max_attempts: int = Field(12, ge=1, le=100)
+    give_up_after_hours: float = Field(24.0, gt=0)
+    retry_base_seconds: float = Field(30.0, gt=0)
+    retry_cap_seconds: float = Field(3600.0, gt=0)
+
+
 class Templates(_Section):
     directory: str = ""  # an admin's overrides, searched before the built-in templates
 
@@ -425,6 +461,7 @@ class Settings(_Section):
     sla: list[Sla] = []
     agents: list[Agent] = []
     imap: list[Imap] = []
+    webhooks: list[Webhook] = []
     auth: Auth = Auth()
     spam: Spam = Spam()
     templates: Templates = Templates()
@@ -526,7 +563,21 @@ def references(settings: Settings) -> list[tuple[tuple, str]]:
         *_sla_references(settings),
         *_trusted_path_references(settings),
         *_merged_status_reference(settings),
+        *_webhook_problems(settings),
     ]
+
+
+def _webhook_problems(settings: Settings) -> list[tuple[tuple, str]]:
+    """Each webhook has a name of its own and exactly one of ``secret``/``secret_file``."""
+    problems: list[tuple[tuple, str]] = []
+    names = [hook.name for hook in settings.webhooks]
+    for index, hook in enumerate(settings.webhooks):
+        if hook.name in names[:index]:
+            problems.append((("webhooks", index, "name"), f"{hook.name!r} is defined twice"))
+        if bool(hook.secret) == bool(hook.secret_file):
+            problem = "give exactly one of secret and secret_file"
+            problems.append((("webhooks", index, "secret"), problem))
+    return problems
 
 
 def _sla_references(settings: Settings) -> list[tuple[tuple, str]]:
@@ -619,16 +670,24 @@ def _read_secret_files(settings: Settings, lines: KeyLines, source: str) -> Sett
             secret = _read_secret(path, (section, file_key), lines, source)
             value = secret.split() if value_key == "tokens" else secret
             updates[section] = model.model_copy(update={value_key: value})
-    mailboxes = []
-    for index, box in enumerate(settings.imap):
-        if box.password_file:
-            loc = ("imap", index, "password_file")
-            box = box.model_copy(
-                update={"password": _read_secret(box.password_file, loc, lines, source)}
-            )
-        mailboxes.append(box)
-    updates["imap"] = mailboxes
+    read = functools.partial(_read_list_secrets, settings, lines, source)
+    updates["imap"] = read("imap", "password_file", "password")
+    updates["webhooks"] = read("webhooks", "secret_file", "secret")
     return settings.model_copy(update=updates)
+
+
+def _read_list_secrets(
+    settings: Settings, lines: KeyLines, source: str, section: str, file_key: str, value_key: str
+) -> list:
+    """The entries of the list ``section``, each ``file_key`` read into ``value_key``."""
+    entries = []
+    for index, entry in enumerate(getattr(settings, section)):
+        path = getattr(entry, file_key)
+        if path:
+            secret = _read_secret(path, (section, index, file_key), lines, source)
+            entry = entry.model_copy(update={value_key: secret})
+        entries.append(entry)
+    return entries
 
 
 def _read_secret(path: str, loc: tuple, lines: KeyLines, source: str) -> str:

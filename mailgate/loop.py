@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
 
@@ -93,6 +94,13 @@ class WorkLoop:
             log.warning("%s: %s; retrying", self._name, what)
         else:
             log.error("%s: pass failed: %s; retrying", self._name, what, exc_info=exc)
+
+
+def backoff(base: float, cap: float, tries: int, rng: random.Random) -> timedelta:
+    """The wait before the next try after ``tries`` failed ones: doubling from
+    ``base`` up to ``cap``, with 10 % jitter so retries of many items spread out."""
+    delay = min(cap, base * 2 ** min(tries - 1, 32))
+    return timedelta(seconds=delay * rng.uniform(0.9, 1.1))
 
 
 def _reraise_swallowed_cancel() -> None:

@@ -1,7 +1,9 @@
-"""Deleting rows that have run out: rate events, browser sessions, login links.
+"""Deleting rows that have run out: rate events, browser sessions, login links, and
+webhook deliveries done with long ago.
 
 A rate event counts for as long as the longest configured limit looks back; a
-session or a login link until it expires. Past that they only take room, and
+session or a login link until it expires; a webhook delivery, delivered or failed,
+is listed on the admin page for ``WEBHOOK_DELIVERIES_KEPT``. Past that they only take room, and
 ``rate_events`` gains a row per mail sent. Every node may prune at any moment, alone
 or beside others, with no leader: each deletes in small transactions (so SQLite's
 write lock is never held for long), on PostgreSQL skipping rows another node is
@@ -17,7 +19,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.config import Settings, parse_rate
-from mailgate.db.models import AgentSession, LoginToken, RateEvent
+from mailgate.db.models import AgentSession, LoginToken, RateEvent, WebhookDelivery
 from mailgate.loop import WorkLoop
 from mailgate.runtime import RuntimeConfig
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 2000  # rows per transaction
 PERIOD_SECONDS = 300.0
+WEBHOOK_DELIVERIES_KEPT = timedelta(days=30)  # after their last attempt
 
 
 def longest_look_back(settings: Settings) -> timedelta:
@@ -50,6 +53,11 @@ async def prune_expired(engine: AsyncEngine, settings: Settings, now: datetime) 
         (RateEvent, RateEvent.at < now - longest_look_back(settings)),
         (AgentSession, AgentSession.expires_at < now),
         (LoginToken, LoginToken.expires_at < now),
+        (
+            WebhookDelivery,  # a settled delivery's next_attempt_at is its last attempt
+            WebhookDelivery.state.in_(("delivered", "failed"))
+            & (WebhookDelivery.next_attempt_at < now - WEBHOOK_DELIVERIES_KEPT),
+        ),
     ]
     return {
         model.__tablename__: await _delete_in_chunks(engine, model, where)

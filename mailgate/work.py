@@ -1,5 +1,8 @@
 """The worker processes' composition root: ``mailgate work --role pipeline|delivery``.
 
+The delivery process sends webhook events too: whatever queues mail or an event
+wakes it, and the webhook worker beats as a node of its own (role ``webhooks``).
+
 Apart from ``app.py`` so that a worker process imports what its worker needs and not
 the daemon's listeners and web (70 MB at rest instead of 92). The daemon uses the
 helpers here too: the pipeline's dependencies, node ids, applying a config.
@@ -12,7 +15,7 @@ import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from mailgate.config import ConfigError, LoadedConfig, config_from_text, server_secret
@@ -25,6 +28,7 @@ from mailgate.outbox.worker import DeliveryWorker
 from mailgate.pipeline.worker import PipelineDeps, PipelineWorker
 from mailgate.runtime import RuntimeConfig
 from mailgate.signing import Signer
+from mailgate.webhooks.worker import WebhookWorker
 from mailgate.workers import DELIVERY, ROLES, ParentLink
 
 log = logging.getLogger(__name__)
@@ -38,16 +42,21 @@ async def run_workers(runtime: RuntimeConfig, role: str, wake_fd: int) -> None:
     engine = engine_for(runtime.settings.database)
     try:
         link = await ParentLink.open(wake_fd)
-        async with heartbeat(engine, runtime, role) as node:
-            worker = _worker(role, runtime, engine, link, node.id)
-            node.watch(worker.loop.state)
-            await _serve(worker, role, runtime, link)
+        async with AsyncExitStack() as stack:
+            node = await stack.enter_async_context(heartbeat(engine, runtime, role))
+            workers = [_worker(role, runtime, engine, link, node.id)]
+            node.watch(workers[0].loop.state)
+            if role == "delivery":  # webhooks go out beside the mail, as a node of their own
+                hooks = await stack.enter_async_context(heartbeat(engine, runtime, "webhooks"))
+                workers.append(_webhook_worker(runtime, engine, hooks.id))
+                hooks.watch(workers[1].loop.state)
+            await _serve(workers, role, runtime, link)
     finally:
         await engine.dispose()
 
 
-async def _serve(worker, role: str, runtime: RuntimeConfig, link: ParentLink) -> None:
-    """Run ``worker`` until SIGTERM or the daemon is gone."""
+async def _serve(workers: list, role: str, runtime: RuntimeConfig, link: ParentLink) -> None:
+    """Run ``workers`` until SIGTERM or the daemon is gone; a wake-up wakes them all."""
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopped.set)
@@ -55,12 +64,14 @@ async def _serve(worker, role: str, runtime: RuntimeConfig, link: ParentLink) ->
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends its config
     reload = functools.partial(apply_config_text, runtime)
     async with asyncio.TaskGroup() as group:
-        task = group.create_task(worker.run())
-        wakes = {ROLES[role]: worker.wake}
+        tasks = [group.create_task(worker.run()) for worker in workers]
+        wakes = {ROLES[role]: lambda: [worker.wake() for worker in workers]}
         listener = group.create_task(link.listen(wakes, reload, stopped.set))
         await stopped.wait()
         listener.cancel()
-        await _finish(worker, task, WORKER_GRACE_SECONDS)
+        await asyncio.gather(
+            *(_finish(w, t, WORKER_GRACE_SECONDS) for w, t in zip(workers, tasks, strict=True))
+        )
 
 
 @asynccontextmanager
@@ -94,6 +105,12 @@ def _worker(role: str, runtime: RuntimeConfig, engine, link: ParentLink, node: s
         give_up_after=timedelta(hours=outbound.give_up_after_hours),
         return_path=return_paths(runtime, deps.signer),
     )
+
+
+def _webhook_worker(runtime: RuntimeConfig, engine, node: str) -> WebhookWorker:
+    """Woken with delivery: whatever queues mail or an event wakes delivery."""
+    timeout = runtime.settings.cluster.node_timeout_seconds
+    return WebhookWorker(engine, runtime, node, node_timeout=timeout)
 
 
 def apply_config_text(runtime: RuntimeConfig, text: str) -> None:

@@ -5,8 +5,9 @@ sending what that queues (delivery) each want a CPU core under load, and one Pyt
 process has the use of one. ``mailgate serve`` therefore runs each worker in a child
 process, ``mailgate work --role pipeline|delivery``, restarts one should it die, and
 wakes it over a socket pair when there is new work: ``p`` for journal entries, ``d``
-for outgoing mail. The pipeline child says ``d`` to the daemon when it has queued
-mail, and the daemon passes that on to the delivery child.
+for outgoing mail and webhook events (the delivery child sends both). The pipeline
+child says ``d`` to the daemon when it has queued either, and the daemon passes that
+on to the delivery child.
 
 A child works from the daemon's config, never from the file: it gets the text on
 its stdin when it starts, and on SIGHUP the daemon, having read and checked the file,

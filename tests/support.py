@@ -111,6 +111,7 @@ class MailgateSetup:
         self.calendars: list[dict] = []  # [[calendars]], "hours" as a dict
         self.sla: list[dict] = []  # [[sla]] policies
         self.statuses: list[dict] = []  # [[tickets.statuses]]; empty: the default set
+        self.webhooks: list[dict] = []  # [[webhooks]] receivers
 
     @property
     def config_path(self) -> Path:
@@ -129,6 +130,7 @@ class MailgateSetup:
             "calendars": self.calendars,
             "sla": self.sla,
             "tickets.statuses": self.statuses,
+            "webhooks": self.webhooks,
         }
         for table, items in tables.items():
             for item in items:

@@ -320,3 +320,32 @@ email = "alice@example.test"
         "assigned tickets and mailed about them but cannot sign in" in result.stderr
     )
     assert "Alice" not in result.stderr  # the case of an address does not matter
+
+
+WEBHOOK = '[[webhooks]]\nname = "crm"\nurl = "https://crm.example.test/hook"\n'
+
+
+def test_webhook_with_an_unknown_event_is_refused():
+    text = WEBHOOK + 'secret = "s"\nevents = ["ticket.created", "ticket.exploded"]\n'
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert "cfg.toml:5: webhooks[0].events[1]: Input should be 'ticket.created'" in str(error.value)
+
+
+@pytest.mark.parametrize("secrets", ["", 'secret = "s"\nsecret_file = "/etc/mailgate/s"\n'])
+def test_webhook_needs_exactly_one_secret(secrets):
+    text = WEBHOOK + secrets + 'events = ["ticket.solved"]\n'
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "cfg.toml")
+    assert "webhooks[0].secret: give exactly one of secret and secret_file" in str(error.value)
+
+
+def test_webhook_names_are_unique_and_secret_files_are_read(tmp_path):
+    secret = tmp_path / "crm.secret"
+    secret.write_text("from-the-file\n")
+    text = WEBHOOK + f'secret_file = "{secret}"\nevents = ["ticket.solved"]\n'
+    (hook,) = parse_config(text, "cfg.toml").webhooks
+    assert hook.secret == "from-the-file" and hook.timeout_seconds == 10.0
+    with pytest.raises(ConfigError) as error:
+        parse_config(text + "\n" + text, "cfg.toml")
+    assert "cfg.toml:8: webhooks[1].name: 'crm' is defined twice" in str(error.value)

@@ -43,15 +43,15 @@ def example_with_local_secrets(directory: Path) -> str:
     return _FILE_KEY.sub(local, EXAMPLE.read_text())
 
 
-def uncomment_imap(text: str) -> str:
-    """The example with its commented-out ``[[imap]]`` block switched on."""
+def uncomment(text: str, table: str) -> str:
+    """The example with its commented-out ``[[table]]`` block switched on."""
     lines, inside = [], False
     for line in text.splitlines():
-        if line.strip() == "# [[imap]]":
+        if line.strip() == f"# [[{table}]]":
             inside = True
         elif inside and not line.startswith("#"):
             inside = False
-        if inside and re.match(r"^# (\[\[imap\]\]|\w+ = )", line):
+        if inside and re.match(rf"^# (\[\[{table}\]\]|\w+ = )", line):
             line = line[2:]
         lines.append(line)
     return "\n".join(lines) + "\n"
@@ -161,11 +161,17 @@ def test_example_config_passes_check_config(tmp_path):
 
 
 def test_example_imap_block_is_valid_when_switched_on(tmp_path):
-    text = uncomment_imap(example_with_local_secrets(tmp_path))
+    text = uncomment(example_with_local_secrets(tmp_path), "imap")
     settings = parse_config(text, "example with [[imap]]")
     (mailbox,) = settings.imap
     assert mailbox.password == "test-secret-value"
     assert mailbox.deliver_to in {route.address for route in settings.routes}
+
+
+def test_example_webhooks_block_is_valid_when_switched_on(tmp_path):
+    text = uncomment(example_with_local_secrets(tmp_path), "webhooks")
+    (hook,) = parse_config(text, "example with [[webhooks]]").webhooks
+    assert hook.secret == "test-secret-value" and "ticket.solved" in hook.events
 
 
 def test_example_names_every_key_of_the_schema():

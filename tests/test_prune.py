@@ -12,9 +12,15 @@ from sqlalchemy import func, insert, select
 
 from mailgate.config import LoadedConfig, Settings, Tickets
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import AgentSession, LoginToken, RateEvent
+from mailgate.db.models import AgentSession, LoginToken, RateEvent, Ticket, WebhookDelivery
 from mailgate.db.session import create_engine
-from mailgate.prune import CHUNK, Pruner, longest_look_back, prune_expired
+from mailgate.prune import (
+    CHUNK,
+    WEBHOOK_DELIVERIES_KEPT,
+    Pruner,
+    longest_look_back,
+    prune_expired,
+)
 from mailgate.runtime import RuntimeConfig
 from tests.support import wait_until
 
@@ -45,6 +51,34 @@ async def rate_events(engine, old: int, recent: int, now: datetime = NOW) -> Non
 async def count(engine, model) -> int:
     async with engine.connect() as connection:
         return await connection.scalar(select(func.count()).select_from(model))
+
+
+async def webhook_deliveries(engine) -> None:
+    """Delivered and failed ones just past the time they are kept, one just inside
+    it, and an old one still queued (a receiver down for long: never pruned)."""
+    edge = NOW - WEBHOOK_DELIVERIES_KEPT
+    await add(
+        engine,
+        Ticket,
+        [{"id": 1, "code": "TCK-1", "customer_email": "c@client.test", "queue": "support"}
+         | {"status": "New", "route_address": "support@example.test"}
+         | {"created_at": edge, "updated_at": edge}],
+    )  # fmt: skip
+    rows = [
+        ("delivered-old", "delivered", edge - SECOND),
+        ("failed-old", "failed", edge - SECOND),
+        ("queued-old", "queued", edge - SECOND),
+        ("delivered-recent", "delivered", edge + SECOND),
+    ]
+    await add(
+        engine,
+        WebhookDelivery,
+        [
+            {"delivery_id": key, "webhook": "crm", "event": "ticket.created", "ticket_id": 1}
+            | {"state": state, "attempts": 1, "next_attempt_at": at, "created_at": edge}
+            for key, state, at in rows
+        ],
+    )
 
 
 def test_the_longest_look_back_is_that_of_any_limit():
@@ -85,13 +119,22 @@ async def test_prunes_only_what_no_limit_counts_and_what_has_expired(database):
         ],
     )
 
+    await webhook_deliveries(database)
+
     deleted = await prune_expired(database, SETTINGS, NOW)
 
-    assert deleted == {"rate_events": 3, "agent_sessions": 1, "login_tokens": 2}
+    assert deleted == {
+        "rate_events": 3,
+        "agent_sessions": 1,
+        "login_tokens": 2,
+        "webhook_deliveries": 2,
+    }
     async with database.connect() as connection:
         assert set(await connection.scalars(select(RateEvent.key))) == {"notify:alice@example.test"}
         assert list(await connection.scalars(select(AgentSession.id))) == ["live"]
         assert list(await connection.scalars(select(LoginToken.id))) == ["live"]
+        kept = await connection.scalars(select(WebhookDelivery.delivery_id).order_by("id"))
+        assert list(kept) == ["queued-old", "delivered-recent"]
     assert await prune_expired(database, SETTINGS, NOW) == dict.fromkeys(deleted, 0)
 
 

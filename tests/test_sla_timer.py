@@ -23,6 +23,7 @@ from mailgate.sla.notices import notices_due
 from mailgate.sla.tickets import TicketSla
 from mailgate.sla.timer import SlaTimer
 from mailgate.work import pipeline_deps
+from tests.receiver import Receiver
 from tests.support import api_call, api_get, daemon_running, wait_until
 from tests.test_api_write import call
 from tests.test_pipeline import mail, send
@@ -48,7 +49,16 @@ def clock_file(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-async def daemon(setup, smarthost, engine, clock_file):
+async def receiver():
+    """A webhook receiver for the breach events (and new tickets, the barrier)."""
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def daemon(setup, smarthost, engine, clock_file, receiver):
     setup.sections["outbound"] = {"smarthost": f"127.0.0.1:{smarthost.port}"}
     setup.sections["api"] = {"tokens": ["test-token"]}
     setup.sections["tickets"] = {"sla_check_seconds": 0.2}
@@ -56,6 +66,8 @@ async def daemon(setup, smarthost, engine, clock_file):
     setup.routes[0]["agents"].append("dewi@example.test")
     setup.agents.append({"email": "dewi@example.test", "name": "Dewi"})
     setup.sla = [POLICY]
+    hook = {"name": "crm", "url": receiver.url, "secret": "s3cret"}
+    setup.webhooks = [hook | {"events": ["ticket.created", "sla.breached"]}]
     async with daemon_running(setup) as process:
         await give_password(engine, "alice@example.test", PASSWORD)
         yield process
@@ -84,7 +96,7 @@ async def race(timers, clock_file, hours: float) -> None:
 
 
 async def test_warned_breached_escalated_overdue_once(
-    daemon, smarthost, engine, more_timers, clock_file
+    daemon, smarthost, engine, more_timers, clock_file, receiver
 ):
     codes = await deliver(
         daemon,
@@ -160,6 +172,19 @@ async def test_warned_breached_escalated_overdue_once(
     assert len(notices(smarthost, late, "SLA missed")) == 3
     assert notices(smarthost, waiting, "First response due") == []
     assert notices(smarthost, waiting, "SLA missed") == []
+    # The webhook: one breach event, after both tickets' and before the barrier's.
+    events = await receiver.events(4)
+    assert [(e.event, e.payload["ticket"]["code"]) for e in events][2:] == [
+        ("sla.breached", late),
+        ("ticket.created", events[3].payload["ticket"]["code"]),
+    ]
+    assert events[3].payload["ticket"]["subject"] == "Barrier"
+    assert events[2].payload["sla"] == {
+        "target": "first_response",
+        "due_at": events[2].payload["sla"]["due_at"],
+        "policy": "standard",
+    }
+    assert all(event.signed_with("s3cret") for event in events)
 
 
 async def _found(items: list):

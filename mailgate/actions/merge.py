@@ -19,6 +19,7 @@ from mailgate.db.models import AuditEvent, Message, Participant, ThreadRef, Tick
 from mailgate.db.records import audit
 from mailgate.localtime import local_day
 from mailgate.pipeline.codes import unused_code
+from mailgate.webhooks.queue import queue_event
 
 
 async def merge_tickets(
@@ -52,6 +53,8 @@ async def merge_tickets(
     source.merged_into_id = target.id
     source.status = ctx.runtime.settings.tickets.merged
     source.updated_at = target.updated_at = now
+    for ticket in (source, target):
+        queue_event(session, ctx.runtime.settings.webhooks, "ticket.updated", ticket)
 
 
 async def messages_when_merged(session: AsyncSession, merged: Ticket) -> list[int]:
@@ -109,6 +112,9 @@ async def split_message(
     audit(session, old, agent, "split", now, ticket=new.code, message=message.id)
     audit(session, new, agent, "split_from", now, ticket=old.code, message=message.id)
     old.updated_at = now
+    webhooks = ctx.runtime.settings.webhooks
+    queue_event(session, webhooks, "ticket.updated", old)
+    queue_event(session, webhooks, "ticket.created", new, message=message)
     return new
 
 

@@ -33,6 +33,7 @@ from mailgate.db.models import Message, Participant, ThreadRef, Ticket
 from mailgate.db.records import add_attachment, audit
 from mailgate.outbox.compose import InReplyTo, NewAttachment, Reply
 from mailgate.pipeline.parse import safe_filename
+from mailgate.webhooks.queue import queue_event
 
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&.+^_-]*/[a-z0-9][a-z0-9!#$&.+^_-]*")
 
@@ -71,6 +72,7 @@ async def agent_reply(
     await _store(session, ticket, message, attachments, thread_ref=bool(source_message_id))
     _answered(session, ctx, ticket, agent, now)
     audit(session, ticket, agent, "reply", now, message=message.id, to=message.to_addrs)
+    queue_event(session, ctx.runtime.settings.webhooks, "message.created", ticket, message=message)
     return message
 
 
@@ -98,6 +100,7 @@ async def add_note(
     await _store(session, ticket, message, attachments, thread_ref=True)
     ticket.updated_at = now
     audit(session, ticket, agent, "note", now, message=message.id)
+    queue_event(session, ctx.runtime.settings.webhooks, "message.created", ticket, message=message)
     author = agent_name(ctx.runtime, agent) or agent
     names = [a.filename for a in attachments]
     parent = InReplyTo(message.message_id)

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.base import ActionError
-from mailgate.config import Tickets
+from mailgate.config import Settings, Tickets
 from mailgate.db.locks import hold
 from mailgate.db.models import SatisfactionRating, Ticket
 from mailgate.db.records import audit
+from mailgate.webhooks.queue import queue_event
 
 SCORES = ("good", "bad")
 MAX_COMMENT_CHARS = 4000
@@ -29,9 +30,11 @@ def can_rate(tickets: Tickets, ticket: Ticket) -> bool:
 
 
 async def rate(
-    session: AsyncSession, tickets: Tickets, ticket: Ticket, score: str, comment: str
+    session: AsyncSession, settings: Settings, ticket: Ticket, score: str, comment: str
 ) -> SatisfactionRating:
-    """Record ``score`` and ``comment`` as the customer's rating of ``ticket``."""
+    """Record ``score`` and ``comment`` as the customer's rating of ``ticket`` (and
+    tell the webhooks, with the rating as given)."""
+    tickets = settings.tickets
     if score not in SCORES:
         raise ActionError("score", f"{score!r} is not one of {', '.join(SCORES)}")
     if len(comment) > MAX_COMMENT_CHARS:
@@ -47,6 +50,8 @@ async def rate(
     now = datetime.now(UTC)
     rating.score, rating.comment, rating.at = score, comment.strip(), now
     audit(session, ticket, ticket.customer_email, "satisfaction", now, old=old, new=score)
+    given = {"score": score, "comment": rating.comment, "at": now.isoformat()}
+    queue_event(session, settings.webhooks, "satisfaction.rated", ticket, data={"rating": given})
     return rating
 
 

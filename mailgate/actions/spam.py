@@ -12,6 +12,7 @@ from mailgate.db.models import OutboxItem, Ticket
 from mailgate.db.records import audit
 from mailgate.outbox.queue import suppressed
 from mailgate.pipeline.system_senders import no_reply_reason
+from mailgate.webhooks.queue import queue_event
 
 
 async def release_spam(session: AsyncSession, ctx: ActionContext, ticket: Ticket, agent: str):
@@ -23,6 +24,7 @@ async def release_spam(session: AsyncSession, ctx: ActionContext, ticket: Ticket
     ticket.spam = False
     ticket.updated_at = now
     audit(session, ticket, agent, "not_spam", now)
+    queue_event(session, ctx.runtime.settings.webhooks, "ticket.created", ticket)  # held back
     acknowledged = await session.scalar(
         select(OutboxItem.id)
         .where(OutboxItem.ticket_id == ticket.id, OutboxItem.kind == "acknowledgement")

@@ -1,8 +1,9 @@
 """Changing a ticket's status, priority, assignee and tags.
 
 Every value is checked before anything changes, so a bad one (an ActionError)
-leaves the ticket as it was. Each change is an audit event. A ticket that becomes
-solved tells its customer so; a ticket given to another agent tells that agent.
+leaves the ticket as it was. Each change is an audit event (and a webhook event). A
+ticket that becomes solved tells its customer so; a ticket given to another agent
+tells that agent.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mailgate.db.models import Message, Ticket, TicketTag
 from mailgate.db.records import audit
 from mailgate.outbox.compose import InReplyTo
 from mailgate.outbox.queue import suppressed
+from mailgate.webhooks.queue import queue_event
 
 
 async def update_ticket(
@@ -47,6 +49,7 @@ async def update_ticket(
     current = await current_tags(session, ticket)
     wanted = checked(ctx.runtime, current, status, priority, assignee, add_tags, remove_tags)
     now = datetime.now(UTC)
+    old_status = ticket.status
     changes = [
         *await _set_status(session, ctx, ticket, agent, wanted.status, now),
         *_set_priority(session, ticket, agent, wanted.priority, now),
@@ -55,7 +58,16 @@ async def update_ticket(
     ]
     if changes:
         ticket.updated_at = now
+        queue_event(session, ctx.runtime.settings.webhooks, _event(ctx, old_status, ticket), ticket)
     return changes
+
+
+def _event(ctx: ActionContext, old_status: str, ticket: Ticket) -> str:
+    """``ticket.solved`` for the change that solves the ticket (whatever else it
+    changed with it), ``ticket.updated`` for any other."""
+    category = ctx.runtime.settings.tickets.category_of
+    solved = category(ticket.status) == "solved" and category(old_status) != "solved"
+    return "ticket.solved" if solved else "ticket.updated"
 
 
 async def _set_status(session, ctx: ActionContext, ticket: Ticket, agent, status, now) -> list[str]:

@@ -347,6 +347,41 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
 
 
+class WebhookDelivery(Base):
+    """One event for one ``[[webhooks]]`` receiver, queued in the transaction of the
+    change it tells of (``mailgate/webhooks``).
+
+    ``state``: ``queued``, ``sending`` (claimed by a node), ``delivered`` or ``failed``.
+    ``delivery_id`` is the ``X-Mailgate-Delivery`` header, the same on every retry;
+    ``body`` is written at the first attempt and sent unchanged after that. ``data``
+    holds what the event adds to the ticket (a rating, an SLA target).
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)
+    webhook: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    data: Mapped[dict | None] = mapped_column(JSON)
+    body: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Time)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(Time)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    delivered_at: Mapped[datetime | None] = mapped_column(Time)
+    ticket: Mapped[Ticket | None] = relationship(lazy="raise")
+    message: Mapped[Message | None] = relationship(lazy="raise")
+
+    __table_args__ = (Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),)
+
+
 class RateEvent(Base):
     """One rate-limited action (an acknowledgement to a sender, a notification...)."""
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import DeliveryAttempt, OutboxItem
 from mailgate.db.nodes import claim_is_dead
-from mailgate.loop import WorkLoop
+from mailgate.loop import WorkLoop, backoff
 from mailgate.outbox.queue import is_automatic, suppressed
 from mailgate.outbox.record import OutcomesUnwritten, OutcomeWriter
 from mailgate.outbox.transport import Delivery, SendResult, Transport
@@ -282,8 +282,7 @@ class DeliveryWorker:
         return change
 
     def _backoff(self, tries: int) -> timedelta:
-        delay = min(self._cap, self._base * 2 ** min(tries - 1, 32))
-        return timedelta(seconds=delay * self._random.uniform(0.9, 1.1))
+        return backoff(self._base, self._cap, tries, self._random)
 
     def _expired(self, row: Row, now: datetime) -> bool:
         created = row.created_at

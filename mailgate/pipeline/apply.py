@@ -27,6 +27,7 @@ from mailgate.pipeline.known import Known
 from mailgate.pipeline.system_senders import no_reply_reason
 from mailgate.pipeline.thread import ThreadDecision
 from mailgate.runtime import RuntimeConfig
+from mailgate.webhooks.queue import queue_event
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Applied:
     ticket: Ticket
     created: bool
     outgoing: tuple[Outgoing, ...]
+    events: int = 0  # webhook deliveries queued
 
 
 async def apply(
@@ -61,10 +63,14 @@ async def apply(
         if not (inbound.automatic or inbound.is_spam):  # an out-of-office reply leaves it solved
             _reopen_if_waiting(session, runtime, ticket, inbound.sender_email, now)
     ticket.updated_at = now
-    await _add_message(session, known, ticket, inbound, now)
+    message = await _add_message(session, known, ticket, inbound, now)
     await _add_participants(session, known, runtime, ticket, inbound)
     outgoing = await _outgoing(session, known, runtime, composer, inbound, ticket, route, created)
-    return Applied(ticket, created, tuple(outgoing))
+    events = 0
+    if not ticket.spam:  # a ticket held back as spam is no one's business yet
+        event = "ticket.created" if created else "message.created"
+        events = queue_event(session, runtime.settings.webhooks, event, ticket, message=message)
+    return Applied(ticket, created, tuple(outgoing), events)
 
 
 async def _open_ticket(
@@ -142,7 +148,7 @@ def message_values(inbound: Inbound, ticket: Ticket, kind: str, now, **fields) -
     )
 
 
-async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, now) -> None:
+async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, now):
     parsed = inbound.message
     values = message_values(
         inbound,
@@ -164,6 +170,7 @@ async def _add_message(session, known: Known, ticket: Ticket, inbound: Inbound, 
     add_row(session, ThreadRef, message_id=parsed.message_id, ticket=ticket)
     known.stored(inbound)
     known.referenced(parsed.message_id, ticket)
+    return message
 
 
 async def _add_participants(session, known: Known, runtime, ticket: Ticket, inbound) -> None:

@@ -338,7 +338,8 @@ class PipelineWorker:
         return _Result("done", f"done ({outcome})", queued)
 
     async def _thread_route_apply(self, session, known: Known, assigner: Assigner, inbound):
-        """Thread, route and apply; returns (what happened, whether mail was queued)."""
+        """Thread, route and apply; returns (what happened, whether mail or a webhook
+        event was queued)."""
         deps = self._deps
         settings = deps.runtime.settings
         decision = await find_thread(
@@ -360,7 +361,8 @@ class PipelineWorker:
         applied = await apply(
             session, known, deps.runtime, deps.composer, inbound, decision, route, assignee
         )
-        return f"{applied.ticket.code}{', new' if applied.created else ''}", bool(applied.outgoing)
+        queued = bool(applied.outgoing or applied.events)  # either wakes delivery
+        return f"{applied.ticket.code}{', new' if applied.created else ''}", queued
 
     async def _failed(self, entry_id: int, step: str, exc: BaseException) -> str:
         """Count a failure of the entry itself (never an outage: see ``process``). A
@@ -394,7 +396,7 @@ class PipelineWorker:
 class _Result:
     state: str  # the journal entry's new state
     outcome: str  # what the log says
-    queued: bool = False  # outgoing mail was queued
+    queued: bool = False  # outgoing mail or a webhook event was queued
     error: str | None = None
 
 

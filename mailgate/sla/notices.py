@@ -34,6 +34,7 @@ from mailgate.db.session import sessions
 from mailgate.sla.spans import parse_duration
 from mailgate.sla.state import clock_runs, store
 from mailgate.sla.tickets import TARGET_NAMES, TicketSla, policy_for, tickets_sla
+from mailgate.webhooks.queue import queue_event
 
 ACTOR = "mailgate"
 
@@ -156,5 +157,10 @@ async def _send(session, ctx: ActionContext, ticket: Ticket, policy: Sla, notice
     await notify_agents(session, runtime, ticket, agents, compose, sent_at)
     due = notice.due_at.isoformat()
     audit(session, ticket, ACTOR, f"sla_{notice.kind}", sent_at, **details | {"due_at": due})
+    if notice.kind == "breach":
+        breach = {"target": notice.target, "due_at": due, "policy": policy.name}
+        queue_event(
+            session, runtime.settings.webhooks, "sla.breached", ticket, data={"sla": breach}
+        )
     if notice.kind == "breach" and policy.escalate_to and ticket.status != policy.escalate_to:
         await update_ticket(session, ctx, ticket, ACTOR, status=policy.escalate_to)

@@ -284,7 +284,8 @@ async def get_customer(request: web.Request) -> web.Response:
     newest first, paged like the list; the same summary as the customer page."""
     email = request.match_info["address"].strip().lower()
     limit = _limit(request.query.get("limit"))
-    settings = request.app[RUNTIME].settings
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
     query = tickets_of(email, everything).order_by(Ticket.id.desc()).limit(limit + 1)
     if "cursor" in request.query:
         query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
@@ -293,7 +294,7 @@ async def get_customer(request: web.Request) -> web.Response:
         if customer is None:
             raise ApiError(404, "not_found", f"no tickets from {email}")
         tickets = list(await session.scalars(query))
-        shapes = await ticket_shapes(session, settings, tickets[:limit])
+        shapes = await ticket_shapes(session, settings, tickets[:limit], runtime.clock.now())
     more = len(tickets) > limit
     return web.json_response(
         {

@@ -12,6 +12,7 @@ from mailgate.db.session import ping
 from mailgate.health import assess
 from mailgate.web import (
     admin,
+    admin_webhooks,
     api,
     api_canned,
     api_write,
@@ -99,4 +100,5 @@ def init_app(context: WebContext) -> web.Application:
     canned.add_routes(app)
     profile.add_routes(app)
     customers.add_routes(app)
+    admin_webhooks.add_routes(app)
     return app

@@ -56,11 +56,11 @@ async def submit(request: web.Request) -> web.StreamResponse:
     try:
         async with sessions(context.engine).begin() as session:
             fresh = await session.get(Ticket, ticket.id)
-            tickets = context.runtime.settings.tickets
-            await rate(session, tickets, fresh, typed["score"], typed["comment"])
+            await rate(session, context.runtime.settings, fresh, typed["score"], typed["comment"])
     except ActionError as error:
         status = 409 if error.field == "ticket" else 400
         return await _render(request, ticket, typed, [f"err_rating_{error.field}"], status=status)
+    context.wake_delivery()  # the webhooks' event goes out with delivery
     location = rating_path(context.signer, ticket.code, typed["score"])
     raise web.HTTPSeeOther(f"{location}&saved=1")
 
