@@ -18,7 +18,7 @@ from mailgate.config import Sla, load_config
 from mailgate.db.models import AuditEvent, Ticket
 from mailgate.db.session import create_engine, sessions
 from mailgate.runtime import RuntimeConfig
-from mailgate.sla.due import Due
+from mailgate.sla.due import Due, Targets
 from mailgate.sla.notices import notices_due
 from mailgate.sla.tickets import TicketSla
 from mailgate.sla.timer import SlaTimer
@@ -204,6 +204,9 @@ async def _none_overdue(daemon) -> bool:
     return not (await api_get(daemon.setup, "/api/v1/tickets", sla="overdue"))["tickets"]
 
 
+TARGETS = Targets(timedelta(hours=4), timedelta(hours=2), timedelta(days=2))
+
+
 def test_which_notices_a_tickets_due_times_call_for():
     now = datetime(2026, 7, 25, 12, 0, tzinfo=UTC)
     policy = Sla(name="standard", warn_before="1h")
@@ -213,10 +216,10 @@ def test_which_notices_a_tickets_due_times_call_for():
         resolution=now + timedelta(hours=2),  # not yet
         breached=("first_response",),
     )
-    notices = notices_due(policy, TicketSla("standard", due), now)
+    notices = notices_due(policy, TicketSla("standard", due, TARGETS), now)
     assert [(n.kind, n.target, n.round) for n in notices] == [
         ("breach", "first_response", ""),
         ("warning", "next_response", (now + timedelta(minutes=30)).isoformat()),
     ]
     quiet = Sla(name="quiet")  # no warn_before: breaches only
-    assert [n.kind for n in notices_due(quiet, TicketSla("quiet", due), now)] == ["breach"]
+    assert [n.kind for n in notices_due(quiet, TicketSla("quiet", due, TARGETS), now)] == ["breach"]
