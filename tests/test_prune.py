@@ -87,7 +87,7 @@ async def test_prunes_only_what_no_limit_counts_and_what_has_expired(database):
 
     deleted = await prune_expired(database, SETTINGS, NOW)
 
-    assert deleted == {"rate_events": 3, "agent_sessions": 1, "login_tokens": 2}
+    assert deleted == {"rate_events": 3, "agent_sessions": 1, "login_tokens": 2, "presence": 0}
     async with database.connect() as connection:
         assert set(await connection.scalars(select(RateEvent.key))) == {"notify:alice@example.test"}
         assert list(await connection.scalars(select(AgentSession.id))) == ["live"]

@@ -15,6 +15,7 @@ from mailgate.web import (
     api,
     api_write,
     board,
+    drafts,
     inbox,
     login,
     metrics,
@@ -24,6 +25,7 @@ from mailgate.web import (
     rating,
     reports,
     status,
+    stream,
     ticket_actions,
     ticket_page,
 )
@@ -83,6 +85,8 @@ def init_app(context: WebContext) -> web.Application:
     inbox.add_routes(app)
     ticket_page.add_routes(app)
     ticket_actions.add_routes(app)
+    stream.add_routes(app)
+    drafts.add_routes(app)
     board.add_routes(app)
     reports.add_routes(app)
     api_write.add_routes(app)

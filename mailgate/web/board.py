@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Ticket
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.changes import current_cursor
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 
@@ -54,7 +55,9 @@ async def board(request: web.Request) -> web.StreamResponse:
             )
             for status in runtime.settings.tickets.statuses
         ]
-    values = {"columns": columns, "queue": queue, **choices(runtime, agent)}
+        since = await current_cursor(await session.connection())
+    values = {"columns": columns, "queue": queue, "live_since": str(since)}
+    values.update(choices(runtime, agent))
     return aiohttp_jinja2.render_template("board.html", request, values)
 
 

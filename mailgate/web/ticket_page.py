@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.db.models import Attachment, Blob, JournalEntry, Message, OutboxItem, Ticket
 from mailgate.numbers import whole_number
 from mailgate.pipeline.spam import stored_summary
-from mailgate.web.auth import require_agent, signed_in_agent
+from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.changes import current_cursor
+from mailgate.web.drafts import drafts_of
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.mailhtml import REMOTE_CONTENT_POLICY, has_images, with_remote_content
@@ -40,10 +42,19 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
             return see_other(f"/tickets/{survivor.code}?merged={ticket.code}")
         view = await load_view(session, ticket)
         remote = await _remote_content(session, view, request.query.get("remote", ""))
-    response = render_ticket(request, view, remote=remote)
+        extras = await page_extras(session, ticket, agent)
+    response = render_ticket(request, view, remote=remote, **extras)
     if remote:
         response.headers["Content-Security-Policy"] = REMOTE_CONTENT_POLICY
     return response
+
+
+async def page_extras(session: AsyncSession, ticket: Ticket, agent: AgentSession) -> dict:
+    """The agent's drafts on the ticket, and the cursor its live stream starts from."""
+    return {
+        "drafts": await drafts_of(session, ticket.id, agent.email),
+        "live_since": str(await current_cursor(await session.connection())),
+    }
 
 
 def render_ticket(
@@ -52,6 +63,7 @@ def render_ticket(
     """The ticket page; after a refused action ``values`` carry the error and the form."""
     values.setdefault("remote", {})
     values.setdefault("form", {})
+    values.setdefault("drafts", {})
     context = {
         "view": view,
         "ticket": view.ticket,
