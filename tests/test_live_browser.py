@@ -95,8 +95,15 @@ async def test_a_second_browser_sees_mail_arrive_and_who_else_is_on_a_ticket(
     # What Root typed was never touched by the updates.
     await expect(second_page.locator("form.compose:not(.note) textarea")).to_have_value("On my way")
 
-    await second_page.close()  # Root leaves: Alice no longer sees them
+    # Root leaves for the board (saying yes to leaving typed text): Alice sees them
+    # go, then moves the ticket on, and Root's board follows.
+    second_page.on("dialog", lambda dialog: dialog.accept())
+    await second_page.goto(f"{base}/board")
     await expect(page.locator("#presence li")).to_have_count(0)
+    await page.locator("#live-update select[name=status]").select_option("Pending")
+    await page.locator("#live-update").get_by_role("button", name="Save").click()
+    pending = second_page.locator(f'.column[data-status="Pending"] [data-code="{code}"]')
+    await expect(pending).to_be_visible()
 
 
 async def drafts(engine, code: str) -> dict[str, str]:
@@ -123,15 +130,7 @@ async def test_a_draft_survives_other_actions_and_goes_out_with_its_status(
     await expect(page.get_by_role("status")).to_have_text("Ticket updated.")
     await expect(reply).to_have_value("Your reset link is on its way.")
 
-    # A merge that is refused keeps the reply and the note.
-    await note.fill("Checked the mail logs.")
-    await page.get_by_label("Merge into ticket").fill("TCK-NOPE")
-    await page.get_by_role("button", name="Merge").click()
-    await expect(page.get_by_role("alert")).to_contain_text("there is no ticket TCK-NOPE")
-    await expect(reply).to_have_value("Your reset link is on its way.")
-    await expect(note).to_have_value("Checked the mail logs.")
-
-    # Leaving with unsent text asks first; the text is there after the reload.
+    # Leaving with unsent text asks first; once saved, the text is there after a reload.
     warnings = []
 
     async def answer(dialog):
@@ -139,10 +138,23 @@ async def test_a_draft_survives_other_actions_and_goes_out_with_its_status(
         await dialog.accept()
 
     page.on("dialog", answer)
-    await reply.fill("Your reset link is on its way. Check your spam folder too.")
+    longer = "Your reset link is on its way. Check your spam folder too."
+    await reply.fill(longer)
+
+    async def saved():
+        return (await drafts(engine, code)).get("reply") == longer
+
+    await wait_until(saved, "the draft saved as the agent types")
     await page.reload()
     assert warnings == ["beforeunload"]
-    await expect(reply).to_have_value("Your reset link is on its way. Check your spam folder too.")
+    await expect(reply).to_have_value(longer)
+
+    # A merge that is refused keeps the reply and the note.
+    await note.fill("Checked the mail logs.")
+    await page.get_by_label("Merge into ticket").fill("TCK-NOPE")
+    await page.get_by_role("button", name="Merge").click()
+    await expect(page.get_by_role("alert")).to_contain_text("there is no ticket TCK-NOPE")
+    await expect(reply).to_have_value(longer)
     await expect(note).to_have_value("Checked the mail logs.")
 
     # Send and set Pending: one step; the reply's draft is gone, the note's stays.

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -69,12 +70,13 @@ class Stream:
     sent: set[tuple[str, int]] = field(default_factory=set)  # caught up already
     presence: frozenset[Here] | None = None
     overflowed: bool = False
+    connected: Callable[[], bool] = lambda: True  # False once the browser went away
 
     def wants(self, change: Change) -> bool:
         if self.since is not None and not self.since.past(change.key):
             return False
-        if self.ticket_id is not None:
-            return change.ticket_id == self.ticket_id
+        if self.ticket_id is not None and change.ticket_id != self.ticket_id:
+            return False
         return self.agent.can_see(change)
 
     def put(self, event: Event | None) -> None:
@@ -96,14 +98,15 @@ class LiveHub:
         self._wake = asyncio.Event()
         self.closed = False
 
-    def open(self, agent: AgentSession, ticket_id: int | None, since: Cursor | None) -> Stream:
-        """A new stream, within the agent's limit on this node (else 429)."""
+    def open(self, stream: Stream) -> Stream:
+        """Add ``stream``, within its agent's limit on this node (else 429); a stream
+        whose browser went away (a reload a moment ago) does not count."""
         if self.closed:
             raise web.HTTPServiceUnavailable(text="The server is stopping.")
         limit = self.runtime.settings.web.live_streams_per_agent
-        if sum(stream.agent.email == agent.email for stream in self.streams) >= limit:
+        email = stream.agent.email
+        if sum(s.agent.email == email and s.connected() for s in self.streams) >= limit:
             raise web.HTTPTooManyRequests(text=f"At most {limit} live pages per agent.")
-        stream = Stream(agent, ticket_id, since)
         self.streams.add(stream)
         self._beaten_at = 0.0  # the others see the new viewer at the next look
         self._wake.set()
@@ -136,7 +139,7 @@ class LiveHub:
                 except Exception as exc:  # the database is away: look again later
                     log.warning("live: could not read changes: %s", exc)
             else:
-                self.cursor = None  # idle: resume from the next streams' own cursors
+                self.cursor = None  # idle: start afresh with the next stream
             try:
                 interval = self.runtime.settings.web.live_poll_seconds
                 await asyncio.wait_for(self._wake.wait(), interval)
@@ -144,19 +147,22 @@ class LiveHub:
                 pass
             self._wake.clear()
 
+    async def ready(self) -> None:
+        """Start from what is committed now, if idle until now. A new stream waits for
+        this before it catches up from its own cursor, so nothing falls in between."""
+        if self.cursor is None:
+            async with self.engine.connect() as connection:
+                cursor = await current_cursor(connection)
+            if self.cursor is None:
+                self.cursor = cursor
+
     async def look(self) -> None:
         await self._changes()
         await self._presence(datetime.now(UTC))
 
     async def _changes(self) -> None:
+        await self.ready()
         async with self.engine.connect() as connection:
-            if self.cursor is None:
-                known = [s.since for s in self.streams if s.since is not None]
-                self.cursor = (
-                    Cursor(min(c.message for c in known), min(c.audit for c in known))
-                    if known
-                    else await current_cursor(connection)
-                )
             back = Cursor(self.cursor.message - LATE_IDS, self.cursor.audit - LATE_IDS)
             fresh = [c for c in await changes_since(connection, back) if c.key not in self._sent]
         if not fresh:

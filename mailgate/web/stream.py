@@ -36,7 +36,9 @@ async def live(request: web.Request) -> web.StreamResponse:
             ticket_id = (await find_ticket(session, agent, code)).id
     sent = request.headers.get("Last-Event-ID", "") or request.query.get("since", "")
     hub = request.app[LIVE]
-    stream = hub.open(agent, ticket_id, Cursor.parse(sent))
+    stream = hub.open(
+        Stream(agent, ticket_id, Cursor.parse(sent), connected=lambda: not _gone(request))
+    )
     response = web.StreamResponse(
         headers={
             **SECURITY_HEADERS,
@@ -46,6 +48,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         }
     )
     try:
+        await hub.ready()
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
         if await _catch_up(request, stream, response):

@@ -37,11 +37,22 @@ document.addEventListener("DOMContentLoaded", () => {
       clearTimeout(unsaved.get(kind));
       unsaved.set(kind, setTimeout(() => save(kind, form.elements.text.value), 1000));
     });
-    form.addEventListener("submit", () => {
-      unsaved.delete(kind); // sending it deletes the draft
-      leaving = true;
-    });
   }
+
+  // Sending a reply or note deletes its draft on the server: no save of it may
+  // follow. Before any form goes (also one a live update swapped in), the other
+  // drafts are saved.
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    leaving = true;
+    if (form.dataset.draft) {
+      clearTimeout(unsaved.get(form.dataset.draft));
+      unsaved.delete(form.dataset.draft);
+    }
+    if (!unsaved.size) return;
+    event.preventDefault();
+    flush().then(() => form.submit());
+  });
 
   // "Send and set <status>": the button says what it will do.
   const reply = document.querySelector("form[data-draft=reply]");
@@ -55,16 +66,6 @@ document.addEventListener("DOMContentLoaded", () => {
     };
     status.addEventListener("change", show);
     show();
-  }
-
-  // Any other form on the page: save what is typed first, then submit.
-  for (const form of document.querySelectorAll("form:not([data-draft])")) {
-    form.addEventListener("submit", (event) => {
-      leaving = true;
-      if (!unsaved.size) return;
-      event.preventDefault();
-      flush().then(() => form.submit());
-    });
   }
 
   document.addEventListener("mailgate:reload", (event) => {

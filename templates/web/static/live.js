@@ -84,7 +84,8 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // A form the agent has touched is theirs until they submit it.
-  for (const form of document.querySelectorAll("form[data-live]")) {
-    form.addEventListener("change", () => (form.dataset.dirty = "1"));
-  }
+  document.addEventListener("change", (event) => {
+    const form = event.target.closest("form[data-live]");
+    if (form) form.dataset.dirty = "1";
+  });
 });
