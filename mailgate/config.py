@@ -132,6 +132,12 @@ class Web(_Section):
     login_account_rate_limit: str = Field("200/1h", pattern=RATE)
     form_rate_limit: str = Field("5/1h", pattern=RATE)  # web form, per email address
     form_ip_rate_limit: str = Field("20/1h", pattern=RATE)  # web form and portal, per IP
+    # Live updates (web/live.py): how often each node looks for changes in the
+    # database, how many live streams one agent may hold open on a node, and how long
+    # an agent counts as viewing a ticket after their page's last heartbeat.
+    live_poll_seconds: float = Field(0.5, gt=0, le=10)
+    live_streams_per_agent: int = Field(8, ge=1, le=100)
+    presence_timeout_seconds: float = Field(30.0, ge=5, le=600)
 
     @field_validator("listen")
     @classmethod

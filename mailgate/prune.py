@@ -1,5 +1,5 @@
-"""Deleting rows that have run out: rate events, browser sessions, login links, and
-webhook deliveries done with long ago.
+"""Deleting rows that have run out: rate events, browser sessions, login links,
+webhook deliveries done with long ago, and the presence of agents on tickets.
 
 A rate event counts for as long as the longest configured limit looks back; a
 session or a login link until it expires; a webhook delivery, delivered or failed,
@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.config import Settings, parse_rate
-from mailgate.db.models import AgentSession, LoginToken, RateEvent, WebhookDelivery
+from mailgate.db.models import AgentSession, LoginToken, Presence, RateEvent, WebhookDelivery
 from mailgate.loop import WorkLoop
 from mailgate.runtime import RuntimeConfig
 
@@ -59,10 +59,15 @@ async def prune_expired(engine: AsyncEngine, settings: Settings, now: datetime) 
             & (WebhookDelivery.next_attempt_at < now - WEBHOOK_DELIVERIES_KEPT),
         ),
     ]
-    return {
+    deleted = {
         model.__tablename__: await _delete_in_chunks(engine, model, where)
         for model, where in expired
     }
+    # Presence: a row per open ticket page, left behind by a node that died.
+    gone = now - timedelta(seconds=settings.web.presence_timeout_seconds)
+    async with engine.begin() as connection:
+        result = await connection.execute(delete(Presence).where(Presence.seen_at < gone))
+    return {**deleted, Presence.__tablename__: result.rowcount}
 
 
 async def _delete_in_chunks(engine: AsyncEngine, model: type, where: ColumnElement[bool]) -> int:

@@ -99,6 +99,9 @@ def test_status_labels_are_for_our_locales_and_not_empty(labels, complaint):
             "appear to be an IPv4 or IPv6 network",
         ),
         ("[web]\nheader_timeout_seconds = 0\n", "cfg.toml:2: web.header_timeout_seconds:"),
+        ("[web]\nlive_poll_seconds = 0\n", "cfg.toml:2: web.live_poll_seconds:"),
+        ("[web]\nlive_streams_per_agent = 0\n", "cfg.toml:2: web.live_streams_per_agent:"),
+        ("[web]\npresence_timeout_seconds = 1\n", "cfg.toml:2: web.presence_timeout_seconds:"),
         ("[smtp]\nmax_recipients = 0\n", "cfg.toml:2: smtp.max_recipients:"),
     ],
 )

@@ -128,6 +128,7 @@ async def test_prunes_only_what_no_limit_counts_and_what_has_expired(database):
         "agent_sessions": 1,
         "login_tokens": 2,
         "webhook_deliveries": 2,
+        "presence": 0,
     }
     async with database.connect() as connection:
         assert set(await connection.scalars(select(RateEvent.key))) == {"notify:alice@example.test"}

@@ -501,3 +501,35 @@ class Node(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)  # passes failed in a row
     failures_total: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Presence(Base):
+    """An agent with a ticket open in a browser, kept by the node serving that page's
+    live stream (``web/live.py``): ``seen_at`` is its heartbeat, and a row older than
+    the presence timeout no longer counts (a node that died leaves its rows to expire).
+    ``typing`` is ``reply`` or ``note`` while the agent writes one, as of ``typing_at``."""
+
+    __tablename__ = "presence"
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent: Mapped[str] = mapped_column(String(320), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(Time, index=True)
+    typing: Mapped[str] = mapped_column(String(8), default="")
+    typing_at: Mapped[datetime | None] = mapped_column(Time)
+
+
+class Draft(Base):
+    """What an agent has typed and not sent yet on a ticket: a reply or a note, saved
+    as they type and deleted when it is sent, so no other action on the page loses it."""
+
+    __tablename__ = "drafts"
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent: Mapped[str] = mapped_column(String(320), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # reply or note
+    text: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(Time)

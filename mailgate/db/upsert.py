@@ -11,3 +11,11 @@ async def insert_ignoring_conflicts(session: AsyncSession, model: type, **values
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(model).values(**values).on_conflict_do_nothing()
     await session.execute(statement)
+
+
+async def upsert(session: AsyncSession, model: type, values: dict, update: dict) -> None:
+    """Insert ``values`` as a row, or set ``update`` on the row with the same key."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    keys = [column.name for column in model.__table__.primary_key.columns]
+    statement = dialect.insert(model).values(**values)
+    await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=update))

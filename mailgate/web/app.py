@@ -19,6 +19,7 @@ from mailgate.web import (
     board,
     canned,
     customers,
+    drafts,
     inbox,
     login,
     metrics,
@@ -29,6 +30,7 @@ from mailgate.web import (
     rating,
     reports,
     status,
+    stream,
     ticket_actions,
     ticket_page,
 )
@@ -88,6 +90,8 @@ def init_app(context: WebContext) -> web.Application:
     inbox.add_routes(app)
     ticket_page.add_routes(app)
     ticket_actions.add_routes(app)
+    stream.add_routes(app)
+    drafts.add_routes(app)
     board.add_routes(app)
     reports.add_routes(app)
     api_write.add_routes(app)

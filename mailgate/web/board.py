@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.db.models import Ticket
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.changes import current_cursor
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.sla_view import card_lines
@@ -57,7 +58,9 @@ async def board(request: web.Request) -> web.StreamResponse:
         ]
         cards = [card for column in columns for card in column.cards]
         lines = await card_lines(session, runtime.settings, cards, runtime.clock.now())
-    values = {"columns": columns, "queue": queue, "sla_lines": lines, **choices(runtime, agent)}
+        since = await current_cursor(await session.connection())
+    values = {"columns": columns, "queue": queue, "sla_lines": lines, "live_since": str(since)}
+    values.update(choices(runtime, agent))
     return aiohttp_jinja2.render_template("board.html", request, values)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.changes import current_cursor
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.listing import (
     PRIORITY_RANK,
@@ -42,12 +43,14 @@ async def inbox(request: web.Request) -> web.StreamResponse:
         rows = list(await session.scalars(query.limit(filters.page_size + 1)))
         page = rows[: filters.page_size]
         tags = await tags_by_ticket(session, [ticket.id for ticket in page])
+        since = await current_cursor(await session.connection())
     more = len(rows) > filters.page_size
     values = {
         "tickets": page,
         "tags": tags,
         "filters": filters,
         "next_link": filters.link(cursor=encode_cursor(page[-1], filters.sort)) if more else None,
+        "live_since": str(since),
         **choices(runtime, agent),
     }
     return aiohttp_jinja2.render_template("inbox.html", request, values)

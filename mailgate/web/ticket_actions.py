@@ -3,7 +3,7 @@
 Every change goes through ``mailgate.actions`` (the same code agents' mail commands
 and the API use) in one transaction; the delivery worker is woken after the commit.
 A refused change (an ActionError) shows the page again with the reason and keeps
-what the agent typed.
+what the agent typed. A reply may set the status in the same step (and transaction).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from mailgate.db.models import Message
 from mailgate.db.session import sessions
 from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
-from mailgate.web.canned import picker
+from mailgate.web.drafts import discard_draft
 from mailgate.web.keys import CONTEXT
 from mailgate.web.pages import see_other
-from mailgate.web.ticket_page import render_ticket
+from mailgate.web.ticket_page import page_extras, render_ticket
 from mailgate.web.ticket_view import find_ticket, load_view
 
 _TAG_SEPARATORS = re.compile(r"[\s,]+")
@@ -57,13 +57,14 @@ async def _act(request: web.Request, perform) -> web.StreamResponse:
 
 
 async def _refused(request, agent: AgentSession, code: str, form, error: ActionError):
+    """The page again with the reason; what was typed stays (the drafts, and the form)."""
     async with sessions(request.app[CONTEXT].engine)() as session:
         ticket = await find_ticket(session, agent, code)
         runtime = request.app[CONTEXT].runtime
         view = await load_view(session, ticket, agent, runtime.settings, runtime.clock.now())
-        canned = await picker(request, session, ticket, agent)
+        extras = await page_extras(request, session, ticket, agent)
     typed = {key: value for key, value in form.items() if isinstance(value, str)}
-    return render_ticket(request, view, 422, error=error, form=typed, canned=canned)
+    return render_ticket(request, view, 422, error=error, form=typed, **extras)
 
 
 async def _attachments(form) -> list[NewAttachment]:
@@ -81,6 +82,9 @@ async def reply(request: web.Request) -> web.StreamResponse:
     async def perform(session, ctx, ticket, agent, form):
         text, files = str(form.get("text", "")), await _attachments(form)
         await agent_reply(session, ctx, ticket, agent.email, text, files)
+        if status := str(form.get("status", "")):  # "Send and set <status>": one step
+            await update_ticket(session, ctx, ticket, agent.email, status=status)
+        await discard_draft(session, ticket.id, agent.email, "reply")
         return f"/tickets/{ticket.code}?done=replied"
 
     return await _act(request, perform)
@@ -91,6 +95,7 @@ async def note(request: web.Request) -> web.StreamResponse:
     async def perform(session, ctx, ticket, agent, form):
         text, files = str(form.get("text", "")), await _attachments(form)
         await add_note(session, ctx, ticket, agent.email, text, files)
+        await discard_draft(session, ticket.id, agent.email, "note")
         return f"/tickets/{ticket.code}?done=noted"
 
     return await _act(request, perform)

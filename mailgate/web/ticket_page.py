@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.db.models import Attachment, Blob, JournalEntry, Message, OutboxItem, Ticket
 from mailgate.numbers import whole_number
 from mailgate.pipeline.spam import stored_summary
-from mailgate.web.auth import require_agent, signed_in_agent
+from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
 from mailgate.web.canned import picker
+from mailgate.web.changes import current_cursor
+from mailgate.web.drafts import drafts_of
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.mailhtml import REMOTE_CONTENT_POLICY, has_images, with_remote_content
@@ -42,11 +44,23 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
         view = await load_view(session, ticket, agent, runtime.settings, runtime.clock.now())
         remote = await _remote_content(session, view, request.query.get("remote", ""))
-        canned = await picker(request, session, ticket, agent)
-    response = render_ticket(request, view, remote=remote, canned=canned)
+        extras = await page_extras(request, session, ticket, agent)
+    response = render_ticket(request, view, remote=remote, **extras)
     if remote:
         response.headers["Content-Security-Policy"] = REMOTE_CONTENT_POLICY
     return response
+
+
+async def page_extras(
+    request: web.Request, session: AsyncSession, ticket: Ticket, agent: AgentSession
+) -> dict:
+    """The canned replies the agent may insert, their drafts on the ticket, and the
+    cursor the page's live stream starts from."""
+    return {
+        "canned": await picker(request, session, ticket, agent),
+        "drafts": await drafts_of(session, ticket.id, agent.email),
+        "live_since": str(await current_cursor(await session.connection())),
+    }
 
 
 def render_ticket(
@@ -56,6 +70,7 @@ def render_ticket(
     values.setdefault("remote", {})
     values.setdefault("canned", [])
     values.setdefault("form", {})
+    values.setdefault("drafts", {})
     context = {
         "view": view,
         "ticket": view.ticket,
