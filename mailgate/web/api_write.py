@@ -1,5 +1,5 @@
 """The write side of the JSON API: post an agent reply or a note, change a ticket,
-release one held back as spam.
+release one held back as spam, merge a ticket into another, split a message off.
 
 Both go through ``mailgate.actions``, so a change made by a script is the same change
 (audit event, mail to the customer or the agents) as one made by mail or on a page.
@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate import actions
 from mailgate.actions.values import MAX_TAGS, SPACE, storable
-from mailgate.db.models import Ticket, TicketTag
+from mailgate.db.models import Message, Ticket, TicketTag
 from mailgate.db.session import sessions
+from mailgate.numbers import ID_MAX
 from mailgate.web.api import ApiError, message_shapes, ticket_shapes, unprocessable
 from mailgate.web.keys import CONTEXT
 
@@ -73,7 +74,7 @@ async def post_message(request: web.Request) -> web.Response:
         ticket = await _ticket(session, request.match_info["code"])
         message = await _act(action(session, _ctx(request), ticket, body.agent, body.text))
         await session.flush()
-        shape = next(m for m in await message_shapes(session, ticket.id) if m["id"] == message.id)
+        shape = next(m for m in await message_shapes(session, ticket) if m["id"] == message.id)
     context.wake_delivery()
     return web.json_response(shape, status=201)
 
@@ -107,6 +108,47 @@ async def patch_ticket(request: web.Request) -> web.Response:
         [shape] = await ticket_shapes(session, context.runtime.settings, [ticket])
     context.wake_delivery()
     return web.json_response({**shape, "changes": changes})
+
+
+class MergeRequest(_Body):
+    into: Text = Field(min_length=1)
+
+
+class SplitRequest(_Body):
+    message_id: int = Field(ge=1, le=ID_MAX)
+
+
+async def merge(request: web.Request) -> web.Response:
+    """Merge the ticket into ``into``; the answer is the ticket it joined."""
+    body = await _body(request, MergeRequest)
+    context = request.app[CONTEXT]
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        wanted = body.into.strip().upper()
+        target = await session.scalar(select(Ticket).where(Ticket.code == wanted))
+        if target is None:
+            raise ApiError(422, "unprocessable", f"into: there is no ticket {wanted}")
+        await _act(actions.merge_tickets(session, _ctx(request), ticket, target, API_ACTOR))
+        await session.flush()
+        [shape] = await ticket_shapes(session, context.runtime.settings, [target])
+    return web.json_response(shape)
+
+
+async def split(request: web.Request) -> web.Response:
+    """Split a customer message off into a new ticket; the answer is that ticket."""
+    body = await _body(request, SplitRequest)
+    context = request.app[CONTEXT]
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        message = await session.get(Message, body.message_id)
+        if message is None or message.ticket_id != ticket.id:
+            raise ApiError(422, "unprocessable", f"message_id: no such message on {ticket.code}")
+        new = await _act(actions.split_message(session, _ctx(request), message, API_ACTOR))
+        await session.flush()
+        [shape] = await ticket_shapes(session, context.runtime.settings, [new])
+    response = web.json_response(shape, status=201)
+    response.headers["Location"] = f"/api/v1/tickets/{new.code}"
+    return response
 
 
 async def not_spam(request: web.Request) -> web.Response:
@@ -168,3 +210,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/tickets/{code}/messages", post_message)
     app.router.add_patch("/api/v1/tickets/{code}", patch_ticket)
     app.router.add_post("/api/v1/tickets/{code}/not-spam", not_spam)
+    app.router.add_post("/api/v1/tickets/{code}/merge", merge)
+    app.router.add_post("/api/v1/tickets/{code}/split", split)
