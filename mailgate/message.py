@@ -47,6 +47,9 @@ class ParsedMessage:
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     defects: tuple[str, ...] = ()  # what the parser had to repair
     part_types: tuple[str, ...] = ()  # content type of every MIME part walked, in order
+    # The HTML part's text when the mail has a plain part too (which ``text`` is):
+    # searched as well, since the two alternatives need not say the same.
+    html_text: str = ""
 
     def header(self, name: str) -> str:
         """The first value of a header, or an empty string."""
