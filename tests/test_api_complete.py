@@ -96,9 +96,11 @@ async def test_merge_moves_the_thread_and_refuses_what_it_cannot_do(daemon):
         ({}, 422),
         ({"into": target, "colour": "red"}, 422),
         ({"into": 7}, 422),
+        ({"into": "\x00"}, 422),
         ({"into": ""}, 422),
-        ({"into": "TCK-20260101-XXXX"}, 422),
-        ({"into": source.lower()}, 422),  # itself
+        ({"into": " "}, 404),
+        ({"into": "TCK-20260101-XXXX"}, 404),
+        ({"into": source.lower()}, 409),  # itself
     ):
         status, answer = await call(daemon, "POST", path, body)
         assert status == expected, (body, answer)
@@ -118,7 +120,7 @@ async def test_merge_moves_the_thread_and_refuses_what_it_cannot_do(daemon):
     status, answer = await call(daemon, "POST", path, {"into": target})
     assert status == 409 and target in answer["error"]["message"]
     status, answer = await call(daemon, "POST", f"/api/v1/tickets/{target}/merge", {"into": source})
-    assert status == 422 and "already merged" in answer["error"]["message"]
+    assert status == 409 and "already merged" in answer["error"]["message"]
 
 
 async def test_split_moves_a_customer_message_to_a_new_ticket(daemon):
@@ -140,13 +142,15 @@ async def test_split_moves_a_customer_message_to_a_new_ticket(daemon):
         ({"message_id": 0}, 422),
         ({"message_id": 2**63}, 422),
         ({"message_id": True}, 422),
-        ({"message_id": elsewhere["id"]}, 422),  # another ticket's
-        ({"message_id": 10**12}, 422),
+        ({"message_id": 2.5}, 422),
+        ({"message_id": 1e300}, 422),
+        ({"message_id": elsewhere["id"]}, 404),  # another ticket's
+        ({"message_id": 10**12}, 404),
     ):
         status, answer = await call(daemon, "POST", path, body)
         assert status == expected, (body, answer)
         conforms(answer, "Error")
-    status, new = await call(daemon, "POST", path, {"message_id": second["id"]})
+    status, new = await call(daemon, "POST", path, {"message_id": float(second["id"])})
     assert status == 201, new
     conforms(new, "Ticket")
     assert new["code"] != code and new["subject"] == second["subject"]
@@ -156,4 +160,4 @@ async def test_split_moves_a_customer_message_to_a_new_ticket(daemon):
     left = await api_get(daemon.setup, f"/api/v1/tickets/{code}")
     assert [m["id"] for m in left["messages"]] == [first["id"]]
     status, answer = await call(daemon, "POST", path, {"message_id": first["id"]})
-    assert status == 422 and "only message" in answer["error"]["message"]
+    assert status == 409 and "only message" in answer["error"]["message"]

@@ -156,7 +156,9 @@ def _filtered(query, params, settings: Settings):
         query = query.where(Ticket.customer_email == params["customer"].lower())
     if params.get("q"):
         pattern = f"%{params['q']}%"
-        in_text = select(Message.ticket_id).where(Message.text.ilike(pattern))
+        in_text = select(Message.ticket_id).where(
+            Message.text.ilike(pattern) | Message.search_text.ilike(pattern)
+        )
         query = query.where(Ticket.subject.ilike(pattern) | Ticket.id.in_(in_text))
     return query
 

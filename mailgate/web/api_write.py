@@ -4,7 +4,9 @@ release one held back as spam, merge a ticket into another, split a message off.
 Both go through ``mailgate.actions``, so a change made by a script is the same change
 (audit event, mail to the customer or the agents) as one made by mail or on a page.
 Bodies are checked by pydantic models: bad JSON is a 400, a well-formed body with a
-wrong value a 422, a merged ticket a 409 (naming the ticket it joined).
+wrong value a 422, a merged ticket a 409 (naming the ticket it joined). A merge into
+a ticket that does not exist, or a split of a message not on the ticket, is a 404; a
+merge or split the tickets' state does not allow a 409.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import json
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,8 +125,17 @@ class MergeRequest(_Body):
     into: Text = Field(min_length=1)
 
 
+def _message_id(value: int | float) -> int:
+    """A JSON integer as JSON Schema has it (``2.0`` is one too), within the ids."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    if not 1 <= value <= ID_MAX:
+        raise ValueError(f"must be from 1 to {ID_MAX}")
+    return int(value)
+
+
 class SplitRequest(_Body):
-    message_id: int = Field(ge=1, le=ID_MAX)
+    message_id: Annotated[StrictInt | StrictFloat, AfterValidator(_message_id)]
 
 
 async def merge(request: web.Request) -> web.Response:
@@ -127,8 +147,8 @@ async def merge(request: web.Request) -> web.Response:
         wanted = body.into.strip().upper()
         target = await session.scalar(select(Ticket).where(Ticket.code == wanted))
         if target is None:
-            raise ApiError(422, "unprocessable", f"into: there is no ticket {wanted}")
-        await _act(actions.merge_tickets(session, _ctx(request), ticket, target, API_ACTOR))
+            raise ApiError(404, "not_found", f"into: there is no ticket {wanted}")
+        await _as_conflict(actions.merge_tickets(session, _ctx(request), ticket, target, API_ACTOR))
         await session.flush()
         [shape] = await ticket_shapes(session, context.runtime.settings, [target])
     return web.json_response(shape)
@@ -142,8 +162,8 @@ async def split(request: web.Request) -> web.Response:
         ticket = await _ticket(session, request.match_info["code"])
         message = await session.get(Message, body.message_id)
         if message is None or message.ticket_id != ticket.id:
-            raise ApiError(422, "unprocessable", f"message_id: no such message on {ticket.code}")
-        new = await _act(actions.split_message(session, _ctx(request), message, API_ACTOR))
+            raise ApiError(404, "not_found", f"message_id: no such message on {ticket.code}")
+        new = await _as_conflict(actions.split_message(session, _ctx(request), message, API_ACTOR))
         await session.flush()
         [shape] = await ticket_shapes(session, context.runtime.settings, [new])
     response = web.json_response(shape, status=201)
@@ -199,6 +219,15 @@ async def _act(awaitable):
         return await awaitable
     except actions.ActionError as error:
         raise unprocessable(error) from None
+
+
+async def _as_conflict(awaitable):
+    """Await a merge or split; its ActionError is the tickets' state (merged already,
+    the only message...), not the request's form: a 409."""
+    try:
+        return await awaitable
+    except actions.ActionError as error:
+        raise ApiError(409, "conflict", f"{error.field}: {error.message}") from None
 
 
 def _ctx(request: web.Request) -> actions.ActionContext:

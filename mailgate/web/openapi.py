@@ -35,12 +35,12 @@ def _errors(*statuses: int) -> dict:
     meaning = {
         400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
-        404: "No such ticket (or no such attachment on it)",
-        409: "The ticket was merged into another (act on that one), or for not-spam, "
-        "is not held back as spam",
-        422: "A value that cannot be used: unknown status, agent, priority, a malformed tag; "
-        "a merge into no ticket, into itself or into a merged one; a split of a message "
-        "not on the ticket, not a customer's, or its only one",
+        404: "No such ticket (or attachment on it; or, to merge into or split off, no "
+        "such ticket or message on it)",
+        409: "The ticket was merged into another (act on that one); for not-spam, it is "
+        "not held back as spam; a merge into itself or a merged ticket; a split of a "
+        "message not a customer's, or the ticket's only one",
+        422: "A value that cannot be used: unknown status, agent, priority, a malformed tag",
     }
     return {str(status): _json(_ref("Error"), meaning[status]) for status in statuses}
 
