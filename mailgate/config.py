@@ -120,6 +120,9 @@ class Web(_Section):
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
     secret_key_file: str = ""
+    # The name customers see heading the portal and the web form ("" = "mailgate");
+    # a route's own team_name wins for its tickets and its form.
+    team_name: str = ""
     session_hours: float = Field(12.0, gt=0)  # a web sign-in lasts this long
     # A request head must be complete this long after connecting or the last response;
     # a request body this long after its head.
@@ -283,6 +286,7 @@ class Route(_Section):
     assign: Literal["none", "round_robin", "least_open"] = "none"
     agents: list[str] = []
     calendar: str = ""  # a [[calendars]] name: business hours for SLA targets; "" = 24/7
+    team_name: str = ""  # heads this route's portal pages and form; "" = [web] team_name
 
 
 class Hours(_Section):

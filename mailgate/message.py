@@ -46,6 +46,9 @@ class ParsedMessage:
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     defects: tuple[str, ...] = ()  # what the parser had to repair
     part_types: tuple[str, ...] = ()  # content type of every MIME part walked, in order
+    # The HTML part's text when the mail has a plain part too (which ``text`` is):
+    # searched as well, since the two alternatives need not say the same.
+    html_text: str = ""
 
     def thread_ids(self) -> tuple[str, ...]:
         """The Message-IDs this mail answers: the direct parent first, then the rest of

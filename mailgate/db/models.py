@@ -207,6 +207,9 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     quoted_text: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)
+    # More words to search by (the HTML part's text when ``text`` is the plain
+    # part's); full-text indexed with subject and text (migration 0017_search_text).
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     auto_reason: Mapped[str | None] = mapped_column(Text)
     # Set when the mail names an agent (From, or an agent's signed address) but did
     # not authenticate as that agent: it was handled as an outside message.

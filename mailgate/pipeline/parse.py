@@ -102,7 +102,7 @@ def parse(raw: bytes) -> ParsedMessage:
     message = _feed(raw)
     found = _walk(message)
     first, headers, header_defects = _read_headers(message)
-    text, html, body_defects = _body(found)
+    text, html, html_text, body_defects = _body(found)
     text, quoted = split_quoted(text)
     message_id, synthesised = _message_id(first.get("message-id", ""), raw)
     content_type = message.get_content_type()[:255]
@@ -125,6 +125,7 @@ def parse(raw: bytes) -> ParsedMessage:
         headers=headers,
         defects=_unique(found.defects + header_defects + body_defects + _id_defect(synthesised)),
         part_types=tuple(found.part_types),
+        html_text=html_text,
     )
 
 
@@ -429,7 +430,9 @@ def _decode(data: bytes, codec: str, handling: str, final: bool) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _body(found: _Found) -> tuple[str, str | None, list[str]]:
+def _body(found: _Found) -> tuple[str, str | None, str, list[str]]:
+    """The text, the sanitised HTML, and the HTML's own text if the text is the plain
+    part's (else ""; the text is the HTML's then)."""
     defects: list[str] = []
     markup = "\n".join(found.html)
     if len(markup) > MAX_HTML_CHARS:
@@ -441,17 +444,17 @@ def _body(found: _Found) -> tuple[str, str | None, list[str]]:
         html_text = html_step.strip_tags(markup)
     elif found.html:
         html = html_step.sanitise(markup)
-    text = "\n\n".join(t.strip("\r\n") for t in found.plain if t.strip())
-    if not text:
-        text = html_step.to_text(html[: 2 * MAX_TEXT_CHARS]) if html else html_text
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+        html_text = html_step.to_text(html[: 2 * MAX_TEXT_CHARS])
+    plain = "\n\n".join(t.strip("\r\n") for t in found.plain if t.strip())
+    text = (plain or html_text).replace("\r\n", "\n").replace("\r", "\n")
+    also = html_text[:MAX_TEXT_CHARS].replace("\0", "") if plain else ""
     if "\0" in text:
         text = text.replace("\0", "")
         defects.append("NUL characters removed from the text")
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS]
         defects.append(f"text cut to {MAX_TEXT_CHARS} characters")
-    return text, html, defects
+    return text, html, also, defects
 
 
 # --- headers ---------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.db.models import JournalEntry, OutboxItem
 from mailgate.numbers import whole_number
 from mailgate.web.auth import require_admin
+from mailgate.web.downloads import download
 from mailgate.web.keys import CONTEXT
-from mailgate.web.ticket_page import download
 
 PAGE_SIZE = 200
 SHOWN_STATES = ("captured", "failed")

@@ -19,6 +19,8 @@ from mailgate.numbers import whole_number
 from mailgate.signing import same_text
 from mailgate.sla.tickets import TicketSla, tickets_sla
 from mailgate.web.customer_history import customer_summary, everything, tickets_of
+from mailgate.web.downloads import download, find_attachment
+from mailgate.web.export import TICKET_COLUMNS, export_name, stream_csv, ticket_rows
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.listing import due_condition
 
@@ -97,6 +99,29 @@ async def list_tickets(request: web.Request) -> web.Response:
     return web.json_response({"tickets": shapes, "next_cursor": next_cursor})
 
 
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    """An attachment's bytes, only by the ticket its message is on now."""
+    code = request.match_info["code"].upper()
+    async with AsyncSession(request.app[ENGINE]) as session:
+        ticket_id = await session.scalar(select(Ticket.id).where(Ticket.code == code))
+        if ticket_id is None:
+            raise ApiError(404, "not_found", f"no ticket {code}")
+        found = await find_attachment(
+            session, request.match_info["id"], Message.ticket_id == ticket_id
+        )
+    if found is None:
+        raise ApiError(404, "not_found", f"no such attachment on {code}")
+    return download(*found)
+
+
+async def export_tickets(request: web.Request) -> web.StreamResponse:
+    """The list's tickets with the list's filters as CSV, newest first, all of them."""
+    base = _filtered(select(Ticket), request.query, request.app[RUNTIME].settings)
+    base = base.order_by(Ticket.id.desc())
+    rows = ticket_rows(request.app[ENGINE], base, lambda last: base.where(Ticket.id < last.id))
+    return await stream_csv(request, export_name("tickets"), TICKET_COLUMNS, rows)
+
+
 async def get_ticket(request: web.Request) -> web.Response:
     code = request.match_info["code"].upper()
     async with AsyncSession(request.app[ENGINE]) as session:
@@ -105,7 +130,7 @@ async def get_ticket(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", f"no ticket {code}")
         runtime = request.app[RUNTIME]
         [shape] = await ticket_shapes(session, runtime.settings, [ticket], runtime.clock.now())
-        shape["messages"] = await message_shapes(session, ticket.id)
+        shape["messages"] = await message_shapes(session, ticket)
     return web.json_response(shape)
 
 
@@ -144,7 +169,9 @@ def _filtered(query, params, settings: Settings, now: datetime):
         query = query.where(Ticket.customer_email == params["customer"].lower())
     if params.get("q"):
         pattern = f"%{params['q']}%"
-        in_text = select(Message.ticket_id).where(Message.text.ilike(pattern))
+        in_text = select(Message.ticket_id).where(
+            Message.text.ilike(pattern) | Message.search_text.ilike(pattern)
+        )
         query = query.where(Ticket.subject.ilike(pattern) | Ticket.id.in_(in_text))
     return query
 
@@ -239,10 +266,11 @@ def _ticket_shape(
     }
 
 
-async def message_shapes(session: AsyncSession, ticket_id: int) -> list[dict]:
+async def message_shapes(session: AsyncSession, ticket: Ticket) -> list[dict]:
+    """The ticket's messages, each attachment with the URL of its bytes."""
     messages = list(
         await session.scalars(
-            select(Message).where(Message.ticket_id == ticket_id).order_by(Message.id)
+            select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)
         )
     )
     attachments: dict[int, list[dict]] = {}
@@ -253,6 +281,8 @@ async def message_shapes(session: AsyncSession, ticket_id: int) -> list[dict]:
     ):
         attachments.setdefault(item.message_id, []).append(
             {
+                "id": item.id,
+                "url": f"/api/v1/tickets/{ticket.code}/attachments/{item.id}",
                 "filename": item.filename,
                 "content_type": item.content_type,
                 "size": item.size,
@@ -318,5 +348,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/tickets", list_tickets)
+    app.router.add_get("/api/v1/tickets.csv", export_tickets)
     app.router.add_get("/api/v1/tickets/{code}", get_ticket)
     app.router.add_get("/api/v1/customers/{address}", get_customer)
+    app.router.add_get("/api/v1/tickets/{code}/attachments/{id}", get_attachment)

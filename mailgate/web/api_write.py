@@ -1,10 +1,12 @@
 """The write side of the JSON API: post an agent reply or a note, change a ticket,
-release one held back as spam.
+release one held back as spam, merge a ticket into another, split a message off.
 
 Both go through ``mailgate.actions``, so a change made by a script is the same change
 (audit event, mail to the customer or the agents) as one made by mail or on a page.
 Bodies are checked by pydantic models: bad JSON is a 400, a well-formed body with a
-wrong value a 422, a merged ticket a 409 (naming the ticket it joined).
+wrong value a 422, a merged ticket a 409 (naming the ticket it joined). A merge into
+a ticket that does not exist, or a split of a message not on the ticket, is a 404; a
+merge or split the tickets' state does not allow a 409.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ import json
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate import actions
 from mailgate.actions.values import MAX_TAGS, SPACE, storable
-from mailgate.db.models import Ticket, TicketTag
+from mailgate.db.models import Message, Ticket, TicketTag
 from mailgate.db.session import sessions
+from mailgate.numbers import ID_MAX
 from mailgate.web.api import ApiError, message_shapes, ticket_shapes, unprocessable
 from mailgate.web.keys import CONTEXT
 
@@ -73,7 +85,7 @@ async def post_message(request: web.Request) -> web.Response:
         ticket = await _ticket(session, request.match_info["code"])
         message = await _act(action(session, _ctx(request), ticket, body.agent, body.text))
         await session.flush()
-        shape = next(m for m in await message_shapes(session, ticket.id) if m["id"] == message.id)
+        shape = next(m for m in await message_shapes(session, ticket) if m["id"] == message.id)
     context.wake_delivery()
     context.wake_sla()
     return web.json_response(shape, status=201)
@@ -111,6 +123,56 @@ async def patch_ticket(request: web.Request) -> web.Response:
     context.wake_delivery()
     context.wake_sla()
     return web.json_response({**shape, "changes": changes})
+
+
+class MergeRequest(_Body):
+    into: Text = Field(min_length=1)
+
+
+def _message_id(value: int | float) -> int:
+    """A JSON integer as JSON Schema has it (``2.0`` is one too), within the ids."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    if not 1 <= value <= ID_MAX:
+        raise ValueError(f"must be from 1 to {ID_MAX}")
+    return int(value)
+
+
+class SplitRequest(_Body):
+    message_id: Annotated[StrictInt | StrictFloat, AfterValidator(_message_id)]
+
+
+async def merge(request: web.Request) -> web.Response:
+    """Merge the ticket into ``into``; the answer is the ticket it joined."""
+    body = await _body(request, MergeRequest)
+    context = request.app[CONTEXT]
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        wanted = body.into.strip().upper()
+        target = await session.scalar(select(Ticket).where(Ticket.code == wanted))
+        if target is None:
+            raise ApiError(404, "not_found", f"into: there is no ticket {wanted}")
+        await _as_conflict(actions.merge_tickets(session, _ctx(request), ticket, target, API_ACTOR))
+        await session.flush()
+        [shape] = await ticket_shapes(session, context.runtime.settings, [target])
+    return web.json_response(shape)
+
+
+async def split(request: web.Request) -> web.Response:
+    """Split a customer message off into a new ticket; the answer is that ticket."""
+    body = await _body(request, SplitRequest)
+    context = request.app[CONTEXT]
+    async with sessions(context.engine).begin() as session:
+        ticket = await _ticket(session, request.match_info["code"])
+        message = await session.get(Message, body.message_id)
+        if message is None or message.ticket_id != ticket.id:
+            raise ApiError(404, "not_found", f"message_id: no such message on {ticket.code}")
+        new = await _as_conflict(actions.split_message(session, _ctx(request), message, API_ACTOR))
+        await session.flush()
+        [shape] = await ticket_shapes(session, context.runtime.settings, [new])
+    response = web.json_response(shape, status=201)
+    response.headers["Location"] = f"/api/v1/tickets/{new.code}"
+    return response
 
 
 async def not_spam(request: web.Request) -> web.Response:
@@ -166,6 +228,15 @@ async def _act(awaitable):
         raise unprocessable(error) from None
 
 
+async def _as_conflict(awaitable):
+    """Await a merge or split; its ActionError is the tickets' state (merged already,
+    the only message...), not the request's form: a 409."""
+    try:
+        return await awaitable
+    except actions.ActionError as error:
+        raise ApiError(409, "conflict", f"{error.field}: {error.message}") from None
+
+
 def _ctx(request: web.Request) -> actions.ActionContext:
     context = request.app[CONTEXT]
     return actions.ActionContext(context.runtime, context.composer)
@@ -175,3 +246,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/tickets/{code}/messages", post_message)
     app.router.add_patch("/api/v1/tickets/{code}", patch_ticket)
     app.router.add_post("/api/v1/tickets/{code}/not-spam", not_spam)
+    app.router.add_post("/api/v1/tickets/{code}/merge", merge)
+    app.router.add_post("/api/v1/tickets/{code}/split", split)

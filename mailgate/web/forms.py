@@ -24,14 +24,25 @@ TOKEN_SECONDS = 24 * 3600
 
 @dataclass
 class Submitted:
-    """A form as posted: text fields, files, and whether it went over the size limit."""
+    """A form as posted: text fields, files, and whether it went over the size limit.
+
+    ``chosen`` names every file that was posted, kept or not: a form shown again
+    cannot hold them (browsers do not let a page fill a file input), so the person
+    is told which ones to choose again."""
 
     fields: dict[str, str] = field(default_factory=dict)
     files: list[Upload] = field(default_factory=list)
     too_large: bool = False
+    chosen: list[str] = field(default_factory=list)
 
     def text(self, name: str) -> str:
         return self.fields.get(name, "").strip()
+
+    def choose_again(self, words) -> list[str]:
+        """The notice of a form shown again with files it had: none without files."""
+        if not self.chosen:
+            return []
+        return [words["err_files_again"].format(names=", ".join(self.chosen))]
 
 
 async def read_form(request: web.Request, limit: int) -> Submitted:
@@ -58,6 +69,7 @@ async def _read_multipart(request: web.Request, limit: int) -> Submitted:
             form.too_large |= len(data) > MAX_FIELD_BYTES
             form.fields[part.name or ""] = data[:MAX_FIELD_BYTES].decode("utf-8", "replace")
         elif part.filename and data:
+            form.chosen.append(part.filename)
             form.files.append(Upload(part.filename, part.headers.get("Content-Type", ""), data))
     if total > limit:
         form.too_large, form.files = True, []

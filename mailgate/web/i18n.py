@@ -47,6 +47,10 @@ _EN = {
     "err_reply": "Please write a reply or attach a file.",
     "err_too_large": "The message and its attachments are too large: at most {size} in all. "
     "Please attach fewer or smaller files (they have to be chosen again).",
+    "err_files_again": "The files you chose were not sent ({names}): a browser cannot keep "
+    "them on a form shown again, so please choose them again.",
+    "done_code": "Your ticket code:",
+    "done_waiting": "Your ticket code will appear here in a moment.",
     "err_rate": "Too many requests from you in a short time. Please try again later, "
     "or write to us by mail.",
     "err_expired": "This form has expired. Please send it again.",
@@ -113,6 +117,10 @@ _ID = {
     "err_reply": "Mohon tulis balasan atau lampirkan berkas.",
     "err_too_large": "Pesan dan lampirannya terlalu besar: paling banyak {size} seluruhnya. "
     "Lampirkan lebih sedikit atau lebih kecil (berkas perlu dipilih lagi).",
+    "err_files_again": "Berkas yang Anda pilih belum terkirim ({names}): peramban tidak "
+    "dapat menyimpannya pada formulir yang ditampilkan lagi, jadi mohon pilih lagi.",
+    "done_code": "Kode tiket Anda:",
+    "done_waiting": "Kode tiket Anda akan tampil di sini sebentar lagi.",
     "err_rate": "Terlalu banyak permintaan dari Anda dalam waktu singkat. Silakan coba "
     "lagi nanti, atau kirim email kepada kami.",
     "err_expired": "Formulir ini sudah kedaluwarsa. Silakan kirim lagi.",

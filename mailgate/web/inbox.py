@@ -6,9 +6,11 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.db.models import Ticket
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
 from mailgate.web.changes import current_cursor
+from mailgate.web.export import TICKET_COLUMNS, export_name, stream_csv, ticket_rows
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.listing import (
     PRIORITY_RANK,
@@ -56,6 +58,22 @@ async def inbox(request: web.Request) -> web.StreamResponse:
     return aiohttp_jinja2.render_template("inbox.html", request, values)
 
 
+@require_agent
+async def export(request: web.Request) -> web.StreamResponse:
+    """The inbox with its filters and sort order as CSV: every matching ticket, not
+    just one page."""
+    agent = signed_in_agent(request)
+    runtime, engine = request.app[RUNTIME], request.app[ENGINE]
+    filters = Filters.from_query(request.query)
+    base = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect)
+
+    def after(last: Ticket):
+        return after_cursor(base, filters, encode_cursor(last, filters.sort))
+
+    rows = ticket_rows(engine, base, after)
+    return await stream_csv(request, export_name("tickets"), TICKET_COLUMNS, rows)
+
+
 def choices(runtime: RuntimeConfig, agent: AgentSession) -> dict[str, list]:
     """The options of the filter and action menus, from the config."""
     queues = {route.queue for route in runtime.settings.routes}
@@ -71,3 +89,4 @@ def choices(runtime: RuntimeConfig, agent: AgentSession) -> dict[str, list]:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
     app.router.add_get("/tickets", inbox)
+    app.router.add_get("/tickets.csv", export)

@@ -37,9 +37,12 @@ def _errors(*statuses: int) -> dict:
     meaning = {
         400: "Malformed request: not JSON, a NUL character in the URL, a bad limit or cursor",
         401: "No or unknown bearer token",
-        404: "No such ticket, canned reply or customer (no tickets of that address)",
-        409: "The ticket was merged into another (act on that one), or for not-spam, "
-        "is not held back as spam; for a canned reply, its name is taken in its scope",
+        404: "No such ticket (or attachment on it; or, to merge into or split off, no "
+        "such ticket or message on it), canned reply, or customer (no tickets of that address)",
+        409: "The ticket was merged into another (act on that one); for not-spam, it is "
+        "not held back as spam; a merge into itself or a merged ticket; a split of a "
+        "message not a customer's, or the ticket's only one; a canned reply's name is "
+        "taken in its scope",
         422: "A value that cannot be used: unknown status, agent, priority, sla filter, "
         "a malformed tag, an unknown placeholder",
     }
@@ -163,8 +166,13 @@ def _schemas(settings: Settings | None) -> dict:
         ),
         "Attachment": {
             "type": "object",
-            "required": ["filename", "content_type", "size", "sha256"],
+            "required": ["id", "url", "filename", "content_type", "size", "sha256"],
             "properties": {
+                "id": {"type": "integer"},
+                "url": {
+                    "type": "string",
+                    "description": "where its bytes are (getAttachment), relative to the server",
+                },
                 "filename": {"type": "string"},
                 "content_type": {"type": "string"},
                 "size": {"type": "integer", "minimum": 0},
@@ -243,6 +251,32 @@ def _schemas(settings: Settings | None) -> dict:
             },
         },
         **_canned_schemas(settings, agent),
+        "MergeRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["into"],
+            "properties": {
+                "into": {
+                    "type": "string",
+                    "minLength": 1,
+                    "pattern": NO_NUL,
+                    "description": "the code of the ticket to merge this one into",
+                }
+            },
+        },
+        "SplitRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["message_id"],
+            "properties": {
+                "message_id": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": ID_MAX,
+                    "description": "the id of a customer message of this ticket (not its only one)",
+                }
+            },
+        },
         "TicketChanged": {
             "allOf": [
                 _ref("Ticket"),
@@ -428,6 +462,39 @@ def _filters(settings: Settings | None) -> list[dict]:
     ]
 
 
+def _list_filters(settings: Settings | None) -> list[dict]:
+    """Every filter of the ticket list (and of its CSV export)."""
+    return [
+        *_filters(settings),
+        _query("queue", "queue name"),
+        _query("assignee", "an agent's address; empty or none: unassigned"),
+        _query("customer", "the customer's address"),
+        _query("q", "text in the subject or a message"),
+        _query(
+            "spam",
+            "true: only the tickets held back as spam; false (default): the others",
+            {"enum": ["true", "false"]},
+        ),
+    ]
+
+
+def _action(operation: str, summary: str, body: str, answer: tuple[str, str, str]) -> dict:
+    """A POST on a ticket with a JSON ``body`` schema; ``answer``: status, schema, text."""
+    status, schema, text = answer
+    return {
+        "parameters": [_CODE],
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "requestBody": {"required": True, **_json(_ref(body), body)},
+            "responses": {
+                status: _json(_ref(schema), text),
+                **_errors(400, 401, 404, 409, 422),
+            },
+        },
+    }
+
+
 def _paths(settings: Settings | None) -> dict:
     return {
         "/api/v1/tickets": {
@@ -435,16 +502,7 @@ def _paths(settings: Settings | None) -> dict:
                 "operationId": "listTickets",
                 "summary": "Tickets, newest first, filtered; follow next_cursor until it is null",
                 "parameters": [
-                    *_filters(settings),
-                    _query("queue", "queue name"),
-                    _query("assignee", "an agent's address; empty or none: unassigned"),
-                    _query("customer", "the customer's address"),
-                    _query("q", "text in the subject or a message"),
-                    _query(
-                        "spam",
-                        "true: only the tickets held back as spam; false (default): the others",
-                        {"enum": ["true", "false"]},
-                    ),
+                    *_list_filters(settings),
                     _query(
                         "limit",
                         "page size",
@@ -458,6 +516,22 @@ def _paths(settings: Settings | None) -> dict:
                 ],
                 "responses": {
                     "200": _json(_ref("TicketList"), "A page"),
+                    **_errors(400, 401, 422),
+                },
+            }
+        },
+        "/api/v1/tickets.csv": {
+            "get": {
+                "operationId": "exportTickets",
+                "summary": "Every ticket the list's filters select, newest first, as CSV "
+                "(UTF-8, a header row; streamed, any number of tickets). Cells that start "
+                "with = + - @ get a leading apostrophe, so spreadsheets do not run them.",
+                "parameters": _list_filters(settings),
+                "responses": {
+                    "200": {
+                        "description": "The CSV",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
                     **_errors(400, 401, 422),
                 },
             }
@@ -494,6 +568,43 @@ def _paths(settings: Settings | None) -> dict:
                 },
             },
         },
+        "/api/v1/tickets/{code}/attachments/{id}": {
+            "parameters": [
+                _CODE,
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "description": "an attachment id from the ticket's messages",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "get": {
+                "operationId": "getAttachment",
+                "summary": "An attachment's bytes, with its type and (as Content-Disposition: "
+                "attachment) its name; only through the ticket its message is on",
+                "responses": {
+                    "200": {
+                        "description": "The bytes",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **_errors(400, 401, 404),
+                },
+            },
+        },
+        "/api/v1/tickets/{code}/merge": _action(
+            "mergeTicket",
+            "Merge this ticket into another: its messages, people and tags move there, and "
+            "it gets the merged status",
+            "MergeRequest",
+            ("200", "Ticket", "The ticket it was merged into"),
+        ),
+        "/api/v1/tickets/{code}/split": _action(
+            "splitTicket",
+            "Move a customer message off into a new ticket of the same queue",
+            "SplitRequest",
+            ("201", "Ticket", "The new ticket (its URL in Location)"),
+        ),
         "/api/v1/tickets/{code}/not-spam": {
             "parameters": [_CODE],
             "post": {

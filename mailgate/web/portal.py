@@ -1,9 +1,13 @@
-"""The customer portal ``/t/<code>?k=<token>``: the public thread and a reply form.
+"""The customer portal ``/t/<code>?k=<token>``: the public thread, its attachments
+(``/t/<code>/attachments/<id>?k=<token>``) and a reply form.
 
 The token in every mail's link is the only key: a wrong or missing one gets the same
 404 as an unknown code. The thread shows customer mail and agent replies, never
 notes or events. A reply is written as a mail from the ticket's customer, answering
 the ticket's last message, and goes to the journal like any other mail.
+
+Attachments download through the same link: only those of the messages the page
+shows, so never a note's, and never one of a thread the link does not open.
 
 A merged ticket's link leads to the ticket it joined only when that is the same
 customer's. Otherwise the link shows the merged ticket as it was, read-only, and says
@@ -18,17 +22,19 @@ from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.actions.base import route_of
 from mailgate.actions.merge import messages_when_merged
 from mailgate.db.models import Attachment, Message, Ticket
 from mailgate.intake.webform import WebMail
+from mailgate.web.downloads import download, find_attachment
 from mailgate.web.formats import size
 from mailgate.web.forms import Submitted, read_form
 from mailgate.web.i18n import texts
 from mailgate.web.keys import CONTEXT
-from mailgate.web.public import journal_mail, not_found, within_limits
+from mailgate.web.public import journal_mail, not_found, team_name, within_limits
 
 PUBLIC_KINDS = ("customer", "agent")
 MAX_MERGE_HOPS = 20
@@ -55,6 +61,21 @@ async def show(request: web.Request) -> web.StreamResponse:
     return await _render(request, linked.ticket, Submitted(), [], sent=sent)
 
 
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """An attachment of a message the link's page shows; the 404 page otherwise."""
+    linked = await _linked(request)
+    async with AsyncSession(request.app[CONTEXT].engine) as session:
+        if linked.current is None:
+            shown = Message.id.in_(await messages_when_merged(session, linked.ticket))
+        else:
+            shown = Message.ticket_id == linked.current.id
+        which = and_(shown, Message.kind.in_(PUBLIC_KINDS))
+        found = await find_attachment(session, request.match_info["id"], which)
+    if found is None:
+        raise not_found(request, linked.ticket.locale)
+    return download(*found)
+
+
 async def reply(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT]
     linked = await _linked(request)
@@ -71,10 +92,11 @@ async def reply(request: web.Request) -> web.StreamResponse:
     if not errors and not await within_limits(request, None):
         errors.append(words["err_rate"])
     if errors:
-        return await _render(request, ticket, form, errors, status=400)
+        return await _render(request, ticket, form, errors + form.choose_again(words), status=400)
     if await journal_mail(request, await _reply_mail(request, ticket, form), _to(request, ticket)):
         raise web.HTTPSeeOther(portal_path(context.signer, ticket.code, sent="1"))
-    return await _render(request, ticket, form, [words["err_unavailable"]], status=503)
+    errors = [words["err_unavailable"], *form.choose_again(words)]
+    return await _render(request, ticket, form, errors, status=503)
 
 
 def _errors(form: Submitted, words, limit: int) -> list[str]:
@@ -157,20 +179,25 @@ async def _render_merged(request, ticket: Ticket, form: Submitted, *, status=200
 
 
 def _page(request, ticket: Ticket, values: dict, status: int) -> web.Response:
+    runtime, signer = request.app[CONTEXT].runtime, request.app[CONTEXT].signer
     common = {
         "t": texts(ticket.locale),
         "lang": ticket.locale,
         "ticket": ticket,
-        "action": portal_path(request.app[CONTEXT].signer, ticket.code),
+        "team": team_name(runtime.settings, route_of(runtime, ticket)),
+        "action": portal_path(signer, ticket.code),
+        "key": urlencode({"k": signer.portal_token(ticket.code)}),
     }
     return aiohttp_jinja2.render_template(
         "portal.html", request, {**common, **values}, status=status
     )
 
 
-async def _public_thread(engine, which: ColumnElement[bool]) -> list[tuple[Message, list[str]]]:
+async def _public_thread(
+    engine, which: ColumnElement[bool]
+) -> list[tuple[Message, list[tuple[int, str]]]]:
     """The ``which`` messages that customers see (customer mail and agent replies),
-    oldest first, each with its attachment names."""
+    oldest first, each with the ids and names of its attachments."""
     async with AsyncSession(engine) as session:
         messages = list(
             await session.scalars(
@@ -178,16 +205,17 @@ async def _public_thread(engine, which: ColumnElement[bool]) -> list[tuple[Messa
             )
         )
         files = await session.execute(
-            select(Attachment.message_id, Attachment.filename)
+            select(Attachment.message_id, Attachment.id, Attachment.filename)
             .where(Attachment.message_id.in_([m.id for m in messages]))
             .order_by(Attachment.id)
         )
-    attachments: dict[int, list[str]] = {}
-    for message_id, filename in files:
-        attachments.setdefault(message_id, []).append(filename)
+    attachments: dict[int, list[tuple[int, str]]] = {}
+    for message_id, attachment_id, filename in files:
+        attachments.setdefault(message_id, []).append((attachment_id, filename))
     return [(m, attachments.get(m.id, [])) for m in messages]
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/t/{code}", show)
     app.router.add_post("/t/{code}", reply)
+    app.router.add_get("/t/{code}/attachments/{id}", attachment)

@@ -9,7 +9,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.config import parse_rate
+from mailgate.config import Route, Settings, parse_rate
 from mailgate.intake.webform import WebMail, arrival
 from mailgate.outbox import ratelimit
 from mailgate.pipeline.journal import JournalUnavailable
@@ -25,6 +25,14 @@ def not_found(request: web.Request, locale: str = "en") -> web.HTTPNotFound:
     return web.HTTPNotFound(
         body=response.body, headers={"Content-Type": response.headers["Content-Type"]}
     )
+
+
+DEFAULT_TEAM_NAME = "mailgate"
+
+
+def team_name(settings: Settings, route: Route) -> str:
+    """Whose pages these are, as customers see it in the header."""
+    return route.team_name or settings.web.team_name or DEFAULT_TEAM_NAME
 
 
 def client_ip(request: web.Request) -> str:

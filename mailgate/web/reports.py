@@ -3,13 +3,18 @@ and how customers rated it."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailgate.config import Tickets
+from mailgate.localtime import utc
 from mailgate.web import charts
 from mailgate.web.auth import require_agent, signed_in_agent
 from mailgate.web.badinput import bad_request
+from mailgate.web.export import export_name, stream_csv
 from mailgate.web.formats import duration
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.reports_data import Median, Period, Report, build_report
@@ -17,8 +22,10 @@ from mailgate.web.reports_satisfaction import Satisfaction, satisfaction_report
 from mailgate.web.reports_sla import TargetShares, sla_report
 
 
-@require_agent
-async def reports(request: web.Request) -> web.StreamResponse:
+async def _reports(
+    request: web.Request,
+) -> tuple[Period, Report, Satisfaction, list[TargetShares]]:
+    """The period the query names and the reports over it, for the signed-in agent."""
     agent = signed_in_agent(request)
     runtime = request.app[RUNTIME]
     settings, now = runtime.settings, runtime.clock.now()
@@ -31,9 +38,17 @@ async def reports(request: web.Request) -> web.StreamResponse:
         report = await build_report(session, agent, tickets, period)
         satisfaction = await satisfaction_report(session, agent, tickets, period)
         sla = await sla_report(session, agent, settings, period, now)
+    return period, report, satisfaction, sla
+
+
+@require_agent
+async def reports(request: web.Request) -> web.StreamResponse:
+    tickets = request.app[RUNTIME].settings.tickets
+    period, report, satisfaction, sla = await _reports(request)
     values = {
         "report": report,
         "period": period,
+        "export_query": urlencode({"from": period.start.isoformat(), "to": period.end.isoformat()}),
         "satisfaction": satisfaction,
         **_charts(report, tickets),
         **_satisfaction_charts(satisfaction),
@@ -42,6 +57,75 @@ async def reports(request: web.Request) -> web.StreamResponse:
         "sla_tables": {by: _sla_table(sla, by) for by in ("queue", "agent")},
     }
     return aiohttp_jinja2.render_template("reports.html", request, values)
+
+
+@require_agent
+async def report_csv(request: web.Request) -> web.StreamResponse:
+    """One report's table as CSV (``/reports/<name>.csv``, the page's period)."""
+    name = request.match_info["name"]
+    if name not in TABLES:
+        raise web.HTTPNotFound(text="There is no such report.")
+    _, report, satisfaction, sla = await _reports(request)
+    tickets = request.app[RUNTIME].settings.tickets
+    header, rows = report_table(name, report, satisfaction, sla, tickets)
+
+    async def batches():
+        yield rows
+
+    return await stream_csv(request, export_name(name), header, batches())
+
+
+TABLES = (
+    "open",
+    "waiting",
+    "solved-per-day",
+    "first-response-by-queue",
+    "first-response-by-agent",
+    "resolution-by-queue",
+    "resolution-by-agent",
+    "good-ratings-by-queue",
+    "good-ratings-by-agent",
+    "satisfaction-comments",
+    "sla-by-queue",
+    "sla-by-agent",
+)
+
+
+def report_table(
+    name: str,
+    report: Report,
+    satisfaction: Satisfaction,
+    sla: list[TargetShares],
+    tickets: Tickets,
+) -> tuple[list[str], list[list]]:
+    """The header and rows of the report table ``name`` (one of TABLES)."""
+    metric, _, by = name.partition("-by-")
+    if name == "open":
+        order = {s.name: n for n, s in enumerate(tickets.statuses)}
+        counts = sorted(report.open_counts.items(), key=lambda i: (order.get(i[0][0], 0), i[0]))
+        return ["status", "queue", "tickets"], [[s, q, n] for (s, q), n in counts]
+    if name == "waiting":
+        return ["queue", "tickets"], [[q, n] for q, n in sorted(report.waiting.items())]
+    if name == "solved-per-day":
+        return ["day", "solved"], [[day.isoformat(), n] for day, n in report.solved_per_day]
+    if metric in ("first-response", "resolution"):
+        found = report.first_response if metric == "first-response" else report.resolution
+        rows = [[m.name, round(m.seconds), m.tickets] for m in found[by]]
+        return [by, "median_seconds", "tickets"], rows
+    if metric == "sla":
+        rows = [
+            [share.name, target.name, share.good, share.total, f"{share.percent:.1f}"]
+            for target in sla
+            for share in getattr(target, f"by_{by}")
+        ]
+        return [by, "target", "within", "tickets", "within_percent"], rows
+    if metric == "good-ratings":
+        shares = satisfaction.by_queue if by == "queue" else satisfaction.by_agent
+        rows = [[s.name, s.good, s.total, f"{s.percent:.1f}"] for s in shares]
+        return [by, "good", "ratings", "good_percent"], rows
+    comments = satisfaction.comments
+    rows = [[c.code, c.score, c.agent, c.text, utc(c.at).isoformat()] for c in comments]
+    return ["ticket", "rating", "solved_by", "comment", "at"], rows
 
 
 def _charts(report: Report, tickets) -> dict:
@@ -116,3 +200,4 @@ def _time_chart(medians: list[Median]) -> charts.Chart:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/reports", reports)
+    app.router.add_get("/reports/{name}.csv", report_csv)

@@ -1,10 +1,12 @@
 """Full-text search over message subjects and texts, on either database.
 
 SQLite searches the FTS5 table ``messages_fts``; PostgreSQL the generated
-``messages.search_vector`` column (GIN index); both are made by migration 0004_web
-and follow every insert. A query is split into words, and a ticket matches when
-one of its messages holds every word, each as a word prefix ("print" finds
-"printer"). A ticket code or a customer address matches that ticket as well.
+``messages.search_vector`` column (GIN index); both follow every insert and cover
+the subject, the text and ``search_text`` (the HTML part's words, migration
+0017_search_text). A query is split into words, and a ticket matches when one of
+its messages holds every word, each as a word prefix ("print" finds "printer").
+A ticket code or a customer address matches that ticket as well, and a domain
+(``nordic.test`` or ``@nordic.test``) the tickets of every customer there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from mailgate.db.models import Message, Ticket
 MAX_WORDS = 12
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{8}-[A-Za-z0-9]{4}$")
+# Letters, digits and hyphens in dot-separated labels: no LIKE wildcard gets through.
+_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
+_DOMAIN = re.compile(rf"^@?({_LABEL}(?:\.{_LABEL})+)$")
 
 _SQLITE_MATCH = "messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :words)"
 _POSTGRES_MATCH = "messages.search_vector @@ to_tsquery('simple', :words)"
@@ -51,4 +56,12 @@ def matching(query: str, dialect: Dialect) -> ColumnElement[bool]:
         found.append(Ticket.code == query.upper())
     if "@" in query:
         found.append(func.lower(Ticket.customer_email) == query.lower())
+    if domain := _DOMAIN.match(query.lower()):
+        found.append(_at_domain(domain.group(1)))
     return or_(*found) if found else Ticket.id.is_(None)
+
+
+def _at_domain(domain: str) -> ColumnElement[bool]:
+    """The customer's address is at ``domain`` or one of its subdomains."""
+    address = func.lower(Ticket.customer_email)
+    return address.like(f"%@{domain}") | address.like(f"%.{domain}")

@@ -1,36 +1,28 @@
-"""The ticket page ``/tickets/<code>`` and its downloads (attachments, original .eml).
-
-Downloads are always ``Content-Disposition: attachment`` under ``nosniff`` and a
-sandboxing policy: a file a customer sent never renders as one of our pages.
-"""
+"""The ticket page ``/tickets/<code>`` and its downloads (attachments, original .eml),
+served as ``mailgate.web.downloads`` serves every download."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.db.models import Attachment, Blob, JournalEntry, Message, OutboxItem, Ticket
+from mailgate.db.models import JournalEntry, Message, OutboxItem, Ticket
 from mailgate.numbers import whole_number
 from mailgate.pipeline.spam import stored_summary
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
 from mailgate.web.canned import picker
 from mailgate.web.changes import current_cursor
+from mailgate.web.downloads import download, find_attachment
 from mailgate.web.drafts import drafts_of
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.mailhtml import REMOTE_CONTENT_POLICY, has_images, with_remote_content
 from mailgate.web.pages import see_other
 from mailgate.web.ticket_view import TicketView, find_ticket, load_view
-
-DOWNLOAD_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
-_NOT_PLAIN = re.compile(r'[^\x20-\x7e]|["\\]')  # outside printable ASCII, or a quote
 
 
 @require_agent
@@ -101,21 +93,12 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     async with AsyncSession(request.app[ENGINE]) as session:
         ticket = await find_ticket(session, agent, request.match_info["code"])
-        row = (
-            await session.execute(
-                select(Attachment, Blob.data)
-                .join(Message, Message.id == Attachment.message_id)
-                .join(Blob, Blob.sha256 == Attachment.sha256)
-                .where(
-                    Attachment.id == _number(request.match_info["id"]),
-                    Message.ticket_id == ticket.id,
-                )
-            )
-        ).first()
-    if row is None:
+        found = await find_attachment(
+            session, request.match_info["id"], Message.ticket_id == ticket.id
+        )
+    if found is None:
         raise web.HTTPNotFound(text="No such attachment on this ticket.")
-    item, data = row
-    return download(data, item.filename, item.content_type)
+    return download(*found)
 
 
 @require_agent
@@ -150,28 +133,6 @@ def _number(text: str) -> int:
     if number is None:
         raise web.HTTPNotFound()
     return number
-
-
-def download(data: bytes, filename: str, content_type: str) -> web.Response:
-    response = web.Response(body=data, content_type=_safe_type(content_type))
-    response.headers["Content-Disposition"] = content_disposition(filename)
-    response.headers["Content-Security-Policy"] = DOWNLOAD_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def _safe_type(content_type: str) -> str:
-    """The stored type if it is a plain ``type/subtype``, else octet-stream."""
-    return (
-        content_type.lower() if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream"
-    )
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback name and the exact name (RFC 6266)."""
-    filename = filename or "attachment"
-    fallback = _NOT_PLAIN.sub("_", filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def add_routes(app: web.Application) -> None:

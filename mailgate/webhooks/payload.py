@@ -50,9 +50,11 @@ async def bodies(
     tickets = list(await session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids))))
     shaped = await ticket_shapes(session, settings, tickets, now)
     shapes = {ticket.id: shape for ticket, shape in zip(tickets, shaped, strict=True)}
+    by_id = {ticket.id: ticket for ticket in tickets}
     messages: dict[int, dict] = {}
     for ticket_id in {row.ticket_id for row in rows if row.message_id is not None}:
-        messages |= {m["id"]: m for m in await message_shapes(session, ticket_id)}
+        if ticket_id in by_id:  # a ticket since deleted has no messages to show
+            messages |= {m["id"]: m for m in await message_shapes(session, by_id[ticket_id])}
     return {row.id: _body(row, shapes.get(row.ticket_id), messages) for row in rows}
 
 
