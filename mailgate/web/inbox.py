@@ -9,16 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailgate.runtime import RuntimeConfig
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
 from mailgate.web.keys import ENGINE, RUNTIME
-from mailgate.web.listing import (
-    PRIORITY_RANK,
-    BadCursor,
-    Filters,
-    after_cursor,
-    encode_cursor,
-    tags_by_ticket,
-    ticket_query,
-)
+from mailgate.web.listing import PRIORITY_RANK, BadCursor, Filters, tags_by_ticket, ticket_query
 from mailgate.web.pages import see_other
+from mailgate.web.paging import read_page
 
 
 @require_agent
@@ -31,22 +24,27 @@ async def inbox(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     runtime, engine = request.app[RUNTIME], request.app[ENGINE]
     filters = Filters.from_query(request.query)
-    query = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect)
-    if request.query.get("cursor"):
+
+    def query(backwards: bool):
+        return ticket_query(filters, agent, runtime.settings.tickets, engine.dialect, backwards)
+
+    async with AsyncSession(engine) as session:
         try:
-            query = after_cursor(query, filters, request.query["cursor"])
+            page = await read_page(
+                session,
+                filters,
+                query,
+                cursor=request.query.get("cursor", ""),
+                before=request.query.get("before", ""),
+            )
         except BadCursor:
             raise web.HTTPBadRequest(text="That page link is not valid; start again.") from None
-    async with AsyncSession(engine) as session:
-        rows = list(await session.scalars(query.limit(filters.page_size + 1)))
-        page = rows[: filters.page_size]
-        tags = await tags_by_ticket(session, [ticket.id for ticket in page])
-    more = len(rows) > filters.page_size
+        tags = await tags_by_ticket(session, [ticket.id for ticket in page.tickets])
     values = {
-        "tickets": page,
+        "tickets": page.tickets,
+        "page": page,
         "tags": tags,
         "filters": filters,
-        "next_link": filters.link(cursor=encode_cursor(page[-1], filters.sort)) if more else None,
         **choices(runtime, agent),
     }
     return aiohttp_jinja2.render_template("inbox.html", request, values)

@@ -80,13 +80,16 @@ class Filters:
         return "?" + urlencode(params) if params else "?"
 
 
-def ticket_query(filters: Filters, agent: AgentSession, tickets: Tickets, dialect: Dialect):
-    """The SELECT of the tickets ``agent`` may see that match ``filters``, sorted."""
+def ticket_query(
+    filters: Filters, agent: AgentSession, tickets: Tickets, dialect: Dialect, backwards=False
+):
+    """The SELECT of the tickets ``agent`` may see that match ``filters``, sorted (in
+    the opposite order when ``backwards``: the way to the newer pages)."""
     query = agent.visible(select(Ticket)).where(Ticket.merged_into_id.is_(None))
     for condition in _conditions(filters, agent, tickets, dialect):
         query = query.where(condition)
     key = SORTS[filters.sort]
-    if filters.order == "asc":
+    if (filters.order == "asc") != backwards:
         return query.order_by(key.asc(), Ticket.id.asc())
     return query.order_by(key.desc(), Ticket.id.desc())
 
@@ -117,11 +120,11 @@ def _status_name(tickets: Tickets, wanted: str) -> str:
     return next((s.name for s in tickets.statuses if s.name.lower() == wanted.lower()), wanted)
 
 
-def after_cursor(query, filters: Filters, cursor: str):
-    """``query`` continued after the ticket the cursor names."""
+def after_cursor(query, filters: Filters, cursor: str, backwards=False):
+    """``query`` continued after the ticket the cursor names (before it: ``backwards``)."""
     value, ticket_id = decode_cursor(cursor, filters.sort)
     key = SORTS[filters.sort]
-    if filters.order == "asc":
+    if (filters.order == "asc") != backwards:
         return query.where(or_(key > value, and_(key == value, Ticket.id > ticket_id)))
     return query.where(or_(key < value, and_(key == value, Ticket.id < ticket_id)))
 

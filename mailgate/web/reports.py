@@ -3,6 +3,7 @@ and how customers rated it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aiohttp_jinja2
@@ -14,6 +15,7 @@ from mailgate.web.auth import require_agent, signed_in_agent
 from mailgate.web.badinput import bad_request
 from mailgate.web.formats import duration
 from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.names import namer
 from mailgate.web.reports_data import Median, Period, Report, build_report
 from mailgate.web.reports_satisfaction import Satisfaction, satisfaction_report
 
@@ -26,6 +28,7 @@ async def reports(request: web.Request) -> web.StreamResponse:
         period = Period.from_query(request.query, datetime.now(UTC), tickets.zone)
     except ValueError as error:
         raise bad_request(f"The report period cannot be used: {error}.") from None
+    name = namer(request.app[RUNTIME].settings)
     async with AsyncSession(request.app[ENGINE]) as session:
         report = await build_report(session, agent, tickets, period)
         satisfaction = await satisfaction_report(session, agent, tickets, period)
@@ -33,13 +36,14 @@ async def reports(request: web.Request) -> web.StreamResponse:
         "report": report,
         "period": period,
         "satisfaction": satisfaction,
-        **_charts(report, tickets),
-        **_satisfaction_charts(satisfaction),
+        **_charts(report, tickets, name),
+        **_satisfaction_charts(satisfaction, name),
     }
     return aiohttp_jinja2.render_template("reports.html", request, values)
 
 
-def _charts(report: Report, tickets) -> dict:
+def _charts(report: Report, tickets, name: Callable[[str], str]) -> dict:
+    """The charts of the report; ``name`` shows an agent's address as their name."""
     by_status: dict[str, int] = {}
     by_queue: dict[str, int] = {}
     for (status, queue), count in report.open_counts.items():
@@ -54,7 +58,7 @@ def _charts(report: Report, tickets) -> dict:
         "waiting": charts.horizontal(sorted(report.waiting.items())),
         "solved": charts.columns([(day.isoformat(), n) for day, n in report.solved_per_day]),
         "times": {
-            (metric, by): _time_chart(medians)
+            (metric, by): _time_chart(medians, name)
             for metric, found in (
                 ("first", report.first_response),
                 ("resolution", report.resolution),
@@ -64,20 +68,21 @@ def _charts(report: Report, tickets) -> dict:
     }
 
 
-def _satisfaction_charts(satisfaction: Satisfaction) -> dict:
+def _satisfaction_charts(satisfaction: Satisfaction, name: Callable[[str], str]) -> dict:
     """The share of good ratings, by queue and by agent."""
     good_by = {
         by: charts.horizontal(
-            [(f"{s.name} ({s.total})", s.percent) for s in shares], show=lambda v: f"{v:.0f}%"
+            [(f"{name(s.name)} ({s.total})", s.percent) for s in shares],
+            show=lambda v: f"{v:.0f}%",
         )
         for by, shares in (("queue", satisfaction.by_queue), ("agent", satisfaction.by_agent))
     }
     return {"good_by": good_by}
 
 
-def _time_chart(medians: list[Median]) -> charts.Chart:
+def _time_chart(medians: list[Median], name: Callable[[str], str]) -> charts.Chart:
     return charts.horizontal(
-        [(f"{m.name} ({m.tickets})", m.seconds) for m in medians], show=duration
+        [(f"{name(m.name)} ({m.tickets})", m.seconds) for m in medians], show=duration
     )
 
 

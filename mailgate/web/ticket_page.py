@@ -22,6 +22,7 @@ from mailgate.web.auth import require_agent, signed_in_agent
 from mailgate.web.inbox import choices
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.mailhtml import REMOTE_CONTENT_POLICY, has_images, with_remote_content
+from mailgate.web.names import namer
 from mailgate.web.pages import see_other
 from mailgate.web.ticket_view import TicketView, find_ticket, load_view
 
@@ -38,7 +39,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         if ticket.merged_into_id is not None:
             survivor = await session.get(Ticket, ticket.merged_into_id)
             return see_other(f"/tickets/{survivor.code}?merged={ticket.code}")
-        view = await load_view(session, ticket)
+        view = await load_view(session, ticket, namer(request.app[RUNTIME].settings))
         remote = await _remote_content(session, view, request.query.get("remote", ""))
     response = render_ticket(request, view, remote=remote)
     if remote:

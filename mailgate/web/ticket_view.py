@@ -6,6 +6,7 @@ notes) with the audit events, oldest first, each kind drawn differently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -63,14 +64,17 @@ async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> 
     return ticket
 
 
-async def load_view(session: AsyncSession, ticket: Ticket) -> TicketView:
+async def load_view(
+    session: AsyncSession, ticket: Ticket, name: Callable[[str], str] = str
+) -> TicketView:
+    """The ticket's page; ``name`` shows agents' addresses in events as names."""
     messages = await _messages(session, ticket)
     events = await session.scalars(
         select(AuditEvent)
         .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action.not_in(SHOWN_AS_MESSAGES))
         .order_by(AuditEvent.id)
     )
-    timeline = messages + [Entry(utc(e.at), event=describe(e)) for e in events]
+    timeline = messages + [Entry(utc(e.at), event=describe(e, name)) for e in events]
     timeline.sort(key=lambda entry: (entry.at, entry.message is None))
     cc = await session.scalars(
         select(Participant)
