@@ -8,6 +8,7 @@ MPL-2.0); the tests inject it into each page and want no violation at all.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import axe_playwright_python
@@ -48,6 +49,11 @@ async def daemon(setup, engine):
     await settled(engine, len(CUSTOMERS))
     yield process
     assert await process.stop() == 0
+
+
+def span(first: int, last: int, total: int = 5) -> str:
+    """What the inbox's pager says, "3 to 4 of 5" with an en dash."""
+    return f"{first}\N{EN DASH}{last} of {total}"
 
 
 def base_of(daemon) -> str:
@@ -189,3 +195,46 @@ async def test_keyboard_shortcuts_skip_link_and_help(daemon, page):
     await page.keyboard.press("j")
     await page.keyboard.press("Enter")  # Enter opens the chosen row as well
     await expect(page.locator("form[action$='/reply']")).to_be_visible()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_pages_names_and_a_confirmed_merge_in_the_browser(daemon, page):
+    base = base_of(daemon)
+    await sign_in(page, base)
+    pager = page.locator("nav.pager")
+    await page.goto(base + "/tickets?limit=2&queue=support")
+    await expect(pager).to_contain_text(span(1, 2))
+    await expect(pager.get_by_role("link", name="First")).to_have_count(0)
+    await pager.get_by_role("link", name="Older").click()
+    await expect(pager).to_contain_text(span(3, 4))
+    await pager.get_by_role("link", name="Older").click()
+    await expect(pager).to_contain_text(span(5, 5))
+    await expect(pager.get_by_role("link", name="Older")).to_have_count(0)
+    await pager.get_by_role("link", name="Newer").click()
+    await expect(pager).to_contain_text(span(3, 4))
+    await pager.get_by_role("link", name="First").click()
+    await expect(pager).to_contain_text(span(1, 2))
+    assert "queue=support" in page.url and "limit=2" in page.url
+
+    await page.goto(base + "/tickets")
+    bare = page.locator("table.tickets tbody tr", has_text="Cannot log in")
+    assert (await bare.inner_text()).count("dewi@client.test") == 1
+    source = await ticket_code(page, "Cannot log in")
+    target = await ticket_code(page, "Printer on fire")
+    await bare.get_by_role("link", name="Cannot log in").click()
+    await page.get_by_label("Assignee").select_option(label="Alice")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator(".event", has_text="assigned")).to_contain_text(
+        "Root assigned the ticket to Alice"
+    )
+
+    await page.get_by_label("Merge into ticket").fill(target)
+    await page.get_by_role("button", name="Merge", exact=True).click()
+    await expect(page.locator("h1")).to_have_text(f"Merge {source} into {target}?")
+    await page.get_by_role("button", name=f"Merge {source} into {target}").click()
+    await expect(page).to_have_url(f"{base}/tickets/{target}?merged={source}")
+    line = page.locator(".event", has_text="merged")
+    await expect(line).to_contain_text(f"Root merged {source} into this ticket")
+    assert (await line.inner_text()).count(source) == 1
+    await line.get_by_role("link", name=source).click()
+    await expect(page).to_have_url(re.compile(f"/tickets/{target}"))  # the merged one leads on
