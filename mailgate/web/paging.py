@@ -47,15 +47,16 @@ async def read_page(
     else:
         found = after_cursor(query(False), filters, cursor) if cursor else query(False)
         tickets = list(await session.scalars(found.limit(size)))
-    total = await _count(session, query(False))
+    total = await count_rows(session, query(False))
     if not tickets:
         return TicketPage([], total, 0, None, None)
     first = encode_cursor(tickets[0], filters.sort)
-    above = await _count(session, after_cursor(query(False), filters, first, backwards=True))
+    above = await count_rows(session, after_cursor(query(False), filters, first, backwards=True))
     last = encode_cursor(tickets[-1], filters.sort)
     older = last if above + len(tickets) < total else None
     return TicketPage(tickets, total, above + 1, first if above else None, older)
 
 
-async def _count(session: AsyncSession, query: Select) -> int:
+async def count_rows(session: AsyncSession, query: Select) -> int:
+    """How many rows ``query`` selects."""
     return await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
