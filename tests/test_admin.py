@@ -112,3 +112,28 @@ async def test_outbox_shows_the_captured_acknowledgement(daemon, engine, admin):
     assert response.headers["Content-Disposition"].startswith(
         f'attachment; filename="outbox-{item}'
     )
+
+
+async def test_outbox_pages_say_how_many_and_go_both_ways(daemon, engine, admin):
+    for n in range(3):
+        await asyncio.to_thread(send, daemon.setup.smtp_port, mail(f"Question {n}"))
+    await settled(engine, 3)
+
+    def items(page: str) -> list[int]:
+        return [int(n) for n in dict.fromkeys(re.findall(r'href="/admin/outbox/(\d+)"', page))]
+
+    def link(page: str, rel: str) -> str:
+        return re.search(rf'href="([^"]+)" rel="{rel}"', page).group(1).replace("&amp;", "&")
+
+    async def captured():
+        _, page, _ = await admin.get("/admin/outbox")
+        return page if "3 in all" in page else None
+
+    everything = items(await wait_until(captured, "three captured acknowledgements"))
+    _, page, _ = await admin.get("/admin/outbox?limit=2")
+    assert items(page) == everything[:2] and 'rel="prev"' not in page
+    _, page, _ = await admin.get(link(page, "next"))
+    assert items(page) == everything[2:] and 'rel="next"' not in page
+    assert "limit=2" in link(page, "first")
+    _, page, _ = await admin.get(link(page, "prev"))
+    assert items(page) == everything[:2] and "3 in all" in page

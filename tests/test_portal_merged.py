@@ -55,7 +55,8 @@ def link(code: str) -> str:
 
 async def merge(alice: WebClient, source: str, target: str) -> None:
     page = f"/tickets/{source}"
-    status, body, _ = await alice.post(f"{page}/merge", {"target": target}, csrf_from=page)
+    form = {"target": target, "confirmed": "1"}
+    status, body, _ = await alice.post(f"{page}/merge", form, csrf_from=page)
     assert status == 303, body[:300]
 
 

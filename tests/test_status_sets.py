@@ -101,7 +101,8 @@ async def test_a_merged_ticket_is_closed_not_unresolved(daemon, engine, root):
     await settled(engine, 2)
     second, first = await tickets(daemon)
     page = f"/tickets/{first['code']}"
-    status, _, _ = await root.post(f"{page}/merge", {"target": second["code"]}, csrf_from=page)
+    form = {"target": second["code"], "confirmed": "1"}
+    status, _, _ = await root.post(f"{page}/merge", form, csrf_from=page)
     assert status == 303
     assert (await ticket(daemon, first["code"]))["status"] == "Closed"
     unresolved = await api_get(daemon.setup, "/api/v1/tickets", status="Unresolved")

@@ -116,6 +116,8 @@ async def test_agent_signs_in_searches_replies_notes_and_moves_cards(
     card = page.locator(f'.board-card[data-code="{code}"]')
     await card.locator("select").select_option("Solved")
     await card.get_by_role("button", name="Move").click()
+    await expect(page.locator("h1")).to_have_text(f"Move {code} to Solved?")
+    await page.get_by_role("button", name="Move and mail carol@client.test").click()
     await expect(page).to_have_url(base + "/board")
     solved = page.locator('.column[data-status="Solved"]')
     await expect(solved.locator(f'[data-code="{code}"]')).to_be_visible()
@@ -150,6 +152,7 @@ async def test_hostile_html_mail_runs_no_script(daemon, engine, corpus, page):
         href = await link.get_attribute("href")
         assert href is None or href.startswith("https://"), href
     await page.get_by_text("click me").click()  # its javascript: is gone
+    # Only the page's own scripts (keyboard shortcuts); nothing the mail brought.
     hostile = "script:not([src^='/static/']), iframe, svg, form[action^='https://evil']"
-    assert await page.locator(hostile).count() == 0  # the page's own scripts only
+    assert await page.locator(hostile).count() == 0
     assert dialogs == [] and errors == []

@@ -21,6 +21,7 @@ from mailgate.numbers import whole_number
 from mailgate.web.auth import require_admin
 from mailgate.web.downloads import download
 from mailgate.web.keys import CONTEXT
+from mailgate.web.paging import count_rows
 
 PAGE_SIZE = 200
 SHOWN_STATES = ("captured", "failed")
@@ -59,15 +60,30 @@ async def reprocess(request: web.Request) -> web.Response:
 
 
 async def outbox(request: web.Request) -> web.Response:
-    query = select(OutboxItem).where(OutboxItem.state.in_(SHOWN_STATES))
+    """Newest first, by id: ``before`` an id goes on to older mail, ``after`` one back
+    to newer mail; the page says how many there are in all."""
+    size = whole_number(request.query.get("limit", ""), PAGE_SIZE) or PAGE_SIZE
+    shown = select(OutboxItem).where(OutboxItem.state.in_(SHOWN_STATES))
     before = whole_number(request.query.get("before", ""))
-    if before is not None:
-        query = query.where(OutboxItem.id < before)
+    after = whole_number(request.query.get("after", ""))
+    if after is not None:
+        query = shown.where(OutboxItem.id > after).order_by(OutboxItem.id)
+    elif before is not None:
+        query = shown.where(OutboxItem.id < before).order_by(OutboxItem.id.desc())
+    else:
+        query = shown.order_by(OutboxItem.id.desc())
     async with AsyncSession(request.app[CONTEXT].engine) as session:
-        items = list(await session.scalars(query.order_by(OutboxItem.id.desc()).limit(PAGE_SIZE)))
-    rows = [(item, _headers(item.raw)) for item in items]
-    more = items[-1].id if len(items) == PAGE_SIZE else None
-    values = {"rows": rows, "more": more}
+        items = list(await session.scalars(query.limit(size)))
+        items.sort(key=lambda item: item.id, reverse=True)
+        total = await count_rows(session, shown)
+        above = await count_rows(session, shown.where(OutboxItem.id > items[0].id)) if items else 0
+    values = {
+        "rows": [(item, _headers(item.raw)) for item in items],
+        "total": total,
+        "limit": request.query.get("limit", ""),
+        "newer": items[0].id if above else None,
+        "more": items[-1].id if items and above + len(items) < total else None,
+    }
     return aiohttp_jinja2.render_template("admin_outbox.html", request, values)
 
 

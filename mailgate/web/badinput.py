@@ -1,4 +1,5 @@
-"""Requests a page cannot use: refused with a styled 400 page, never a 500.
+"""Requests a page cannot use: refused with a styled 400 page, never a 500; and the
+styled pages of the other refusals (403, 404).
 
 Each handler still checks its own input; this module holds what every page shares:
 a form that is not text, a URL with a NUL character (no text column stores one,
@@ -47,15 +48,33 @@ async def refuse_nul(request: web.Request, handler):
     return await handler(request)
 
 
+# Paths whose errors are for programs, not people: JSON or plain text stays.
+MACHINE_PREFIXES = ("/api/", "/healthz", "/metrics")
+ERROR_TITLES = {403: "Not allowed", 404: "Not found"}
+
+
 @web.middleware
 async def error_pages(request: web.Request, handler):
-    """A 400 raised for a page is shown on the styled error page, with its reason."""
+    """A 400, 403 or 404 raised for a page is shown on a styled page with its reason
+    and the way back; a page that made its own (the portal's 404) keeps it."""
     try:
         return await handler(request)
-    except web.HTTPBadRequest as exc:
-        if request.path.startswith("/api/"):
+    except (web.HTTPBadRequest, web.HTTPForbidden, web.HTTPNotFound) as exc:
+        if request.path.startswith(MACHINE_PREFIXES) or exc.content_type == "text/html":
             raise
-        reason = exc.text if exc.text and not exc.text.startswith("400:") else ""
-        # The page may be refused before aiohttp_jinja2's context middleware ran.
-        values = {"t": texts("en"), "lang": "en", "reason": reason, "request": request}
-        return aiohttp_jinja2.render_template("bad_request.html", request, values, status=400)
+        return _error_page(request, exc)
+
+
+def _error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    default = exc.text is None or exc.text.startswith(f"{exc.status}:")
+    # The page may be refused before aiohttp_jinja2's context middleware ran.
+    values = {
+        "t": texts("en"),
+        "lang": "en",
+        "reason": "" if default else exc.text,
+        "request": request,
+        "status": exc.status,
+        "title": ERROR_TITLES.get(exc.status, ""),
+    }
+    name = "bad_request.html" if exc.status == 400 else "error.html"
+    return aiohttp_jinja2.render_template(name, request, values, status=exc.status)

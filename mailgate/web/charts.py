@@ -15,6 +15,8 @@ GAP = 6
 WIDTH = 560
 COLUMNS_WIDTH = 1100  # the day chart spans the page
 COLUMN_HEIGHT = 160
+COLUMN_TOP = 16  # room for the value over the tallest column
+MAX_COLUMN_VALUES = 31  # beyond a month of days the values would overlap
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Chart:
     width: int
     height: int
     label_width: int = LABEL_WIDTH
+    values: bool = True  # each bar's value printed on the chart (else in its title)
 
 
 def horizontal(
@@ -63,7 +66,8 @@ def columns(rows: Sequence[tuple[str, float]]) -> Chart:
     step = COLUMNS_WIDTH / max(len(rows), 1)
     bars = [
         Bar(label, value, f"{value:g}", i * step + step * 0.15,
-            COLUMN_HEIGHT - COLUMN_HEIGHT * value / top, step * 0.7, COLUMN_HEIGHT * value / top)
+            COLUMN_TOP + COLUMN_HEIGHT * (1 - value / top), step * 0.7, COLUMN_HEIGHT * value / top)
         for i, (label, value) in enumerate(rows)
     ]  # fmt: skip
-    return Chart(bars, COLUMNS_WIDTH, COLUMN_HEIGHT + 20, 0)
+    height = COLUMN_TOP + COLUMN_HEIGHT + 20
+    return Chart(bars, COLUMNS_WIDTH, height, 0, len(rows) <= MAX_COLUMN_VALUES)

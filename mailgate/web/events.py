@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailgate.db.models import AuditEvent
@@ -41,16 +42,30 @@ class EventLine:
     text: str
     ticket: str | None  # a ticket code the event names, shown as a link
 
+    @property
+    def parts(self) -> tuple[str, str, str]:
+        """The text around the ticket code it names, so the code is shown once, as
+        the link: (before, code, after); a code the text lacks goes at the end."""
+        if not self.ticket:
+            return self.text, "", ""
+        before, found, after = self.text.partition(self.ticket)
+        return (before, found, after) if found else (f"{self.text} (", self.ticket, ")")
 
-def describe(event: AuditEvent) -> EventLine:
-    data = {key: "nobody" if value is None else value for key, value in event.data.items()}
+
+def _as_is(value: str) -> str:
+    return value
+
+
+def describe(event: AuditEvent, name: Callable[[str], str] = _as_is) -> EventLine:
+    """The event in words; ``name`` turns an agent's address into how pages show them."""
+    data = {key: "nobody" if value is None else name(value) for key, value in event.data.items()}
     data.setdefault("new", "nobody")
     phrase = _PHRASES.get(event.action)
     try:
         text = phrase.format(**data) if phrase else _generic(event)
     except (KeyError, IndexError):
         text = _generic(event)
-    return EventLine(event.actor, text, event.data.get("ticket"))
+    return EventLine(name(event.actor), text, event.data.get("ticket"))
 
 
 def _generic(event: AuditEvent) -> str:

@@ -22,6 +22,7 @@ from mailgate.web.listing import (
     ticket_query,
 )
 from mailgate.web.pages import see_other
+from mailgate.web.paging import read_page
 
 
 @require_agent
@@ -35,23 +36,29 @@ async def inbox(request: web.Request) -> web.StreamResponse:
     runtime, engine = request.app[RUNTIME], request.app[ENGINE]
     filters = Filters.from_query(request.query)
     now = runtime.clock.now()
-    query = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect, now)
-    if request.query.get("cursor"):
+
+    def query(backwards: bool):
+        tickets = runtime.settings.tickets
+        return ticket_query(filters, agent, tickets, engine.dialect, now, backwards)
+
+    async with AsyncSession(engine) as session:
         try:
-            query = after_cursor(query, filters, request.query["cursor"])
+            page = await read_page(
+                session,
+                filters,
+                query,
+                cursor=request.query.get("cursor", ""),
+                before=request.query.get("before", ""),
+            )
         except BadCursor:
             raise web.HTTPBadRequest(text="That page link is not valid; start again.") from None
-    async with AsyncSession(engine) as session:
-        rows = list(await session.scalars(query.limit(filters.page_size + 1)))
-        page = rows[: filters.page_size]
-        tags = await tags_by_ticket(session, [ticket.id for ticket in page])
+        tags = await tags_by_ticket(session, [ticket.id for ticket in page.tickets])
         since = await current_cursor(await session.connection())
-    more = len(rows) > filters.page_size
     values = {
-        "tickets": page,
+        "tickets": page.tickets,
+        "page": page,
         "tags": tags,
         "filters": filters,
-        "next_link": filters.link(cursor=encode_cursor(page[-1], filters.sort)) if more else None,
         "live_since": str(since),
         **choices(runtime, agent),
     }
@@ -65,7 +72,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     agent = signed_in_agent(request)
     runtime, engine = request.app[RUNTIME], request.app[ENGINE]
     filters = Filters.from_query(request.query)
-    base = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect)
+    now = runtime.clock.now()
+    base = ticket_query(filters, agent, runtime.settings.tickets, engine.dialect, now)
 
     def after(last: Ticket):
         return after_cursor(base, filters, encode_cursor(last, filters.sort))

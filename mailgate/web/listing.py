@@ -88,17 +88,23 @@ class Filters:
 
 
 def ticket_query(
-    filters: Filters, agent: AgentSession, tickets: Tickets, dialect: Dialect, now: datetime
+    filters: Filters,
+    agent: AgentSession,
+    tickets: Tickets,
+    dialect: Dialect,
+    now: datetime,
+    backwards: bool = False,
 ):
-    """The SELECT of the tickets ``agent`` may see that match ``filters``, sorted;
-    ``now`` (SLA time) for the due filters."""
+    """The SELECT of the tickets ``agent`` may see that match ``filters``, sorted (in
+    the opposite order when ``backwards``: the way to the newer pages); ``now`` (SLA
+    time) for the due filters."""
     query = agent.visible(select(Ticket)).where(Ticket.merged_into_id.is_(None))
     for condition in _conditions(filters, agent, tickets, dialect):
         query = query.where(condition)
     if filters.sla in SLA_FILTERS:
         query = query.where(due_condition(filters.sla, now, agent.zone))
     key = SORTS[filters.sort]
-    if filters.order == "asc":
+    if (filters.order == "asc") != backwards:
         return query.order_by(key.asc(), Ticket.id.asc())
     return query.order_by(key.desc(), Ticket.id.desc())
 
@@ -138,11 +144,11 @@ def _status_name(tickets: Tickets, wanted: str) -> str:
     return next((s.name for s in tickets.statuses if s.name.lower() == wanted.lower()), wanted)
 
 
-def after_cursor(query, filters: Filters, cursor: str):
-    """``query`` continued after the ticket the cursor names."""
+def after_cursor(query, filters: Filters, cursor: str, backwards=False):
+    """``query`` continued after the ticket the cursor names (before it: ``backwards``)."""
     value, ticket_id = decode_cursor(cursor, filters.sort)
     key = SORTS[filters.sort]
-    if filters.order == "asc":
+    if (filters.order == "asc") != backwards:
         return query.where(or_(key > value, and_(key == value, Ticket.id > ticket_id)))
     return query.where(or_(key < value, and_(key == value, Ticket.id < ticket_id)))
 

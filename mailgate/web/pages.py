@@ -15,6 +15,7 @@ from aiohttp import web
 from mailgate.resources import OverridableLoader, builtin_templates
 from mailgate.web.auth import csrf_token, current_agent, display_zone
 from mailgate.web.formats import FILTERS
+from mailgate.web.names import agent_name
 
 # No inline script or style anywhere, no remote content, never framed.
 CONTENT_SECURITY_POLICY = (
@@ -62,7 +63,7 @@ def setup_pages(app: web.Application, admin_directory: Callable[[], str] = str) 
     )
     # Every page may ask who is signed in and put the CSRF token in its forms.
     env.globals.update(current_agent=current_agent, csrf_token=csrf_token)
-    env.filters.update(FILTERS)
+    env.filters.update(FILTERS, agent_name=agent_name)
     app.router.add_static("/static", builtin / "static", name="static")
 
 

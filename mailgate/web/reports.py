@@ -3,6 +3,7 @@ and how customers rated it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
@@ -17,6 +18,7 @@ from mailgate.web.badinput import bad_request
 from mailgate.web.export import export_name, stream_csv
 from mailgate.web.formats import duration
 from mailgate.web.keys import ENGINE, RUNTIME
+from mailgate.web.names import namer
 from mailgate.web.reports_data import Median, Period, Report, build_report
 from mailgate.web.reports_satisfaction import Satisfaction, satisfaction_report
 from mailgate.web.reports_sla import TargetShares, sla_report
@@ -43,18 +45,19 @@ async def _reports(
 
 @require_agent
 async def reports(request: web.Request) -> web.StreamResponse:
-    tickets = request.app[RUNTIME].settings.tickets
+    settings = request.app[RUNTIME].settings
+    tickets, name = settings.tickets, namer(settings)
     period, report, satisfaction, sla = await _reports(request)
     values = {
         "report": report,
         "period": period,
         "export_query": urlencode({"from": period.start.isoformat(), "to": period.end.isoformat()}),
         "satisfaction": satisfaction,
-        **_charts(report, tickets),
-        **_satisfaction_charts(satisfaction),
+        **_charts(report, tickets, name),
+        **_satisfaction_charts(satisfaction, name),
         "sla": sla,
-        "sla_charts": _sla_charts(sla),
-        "sla_tables": {by: _sla_table(sla, by) for by in ("queue", "agent")},
+        "sla_charts": _sla_charts(sla, name),
+        "sla_tables": {by: _sla_table(sla, by, name) for by in ("queue", "agent")},
     }
     return aiohttp_jinja2.render_template("reports.html", request, values)
 
@@ -128,7 +131,8 @@ def report_table(
     return ["ticket", "rating", "solved_by", "comment", "at"], rows
 
 
-def _charts(report: Report, tickets) -> dict:
+def _charts(report: Report, tickets, name: Callable[[str], str]) -> dict:
+    """The charts of the report; ``name`` shows an agent's address as their name."""
     by_status: dict[str, int] = {}
     by_queue: dict[str, int] = {}
     for (status, queue), count in report.open_counts.items():
@@ -143,7 +147,7 @@ def _charts(report: Report, tickets) -> dict:
         "waiting": charts.horizontal(sorted(report.waiting.items())),
         "solved": charts.columns([(day.isoformat(), n) for day, n in report.solved_per_day]),
         "times": {
-            (metric, by): _time_chart(medians)
+            (metric, by): _time_chart(medians, name)
             for metric, found in (
                 ("first", report.first_response),
                 ("resolution", report.resolution),
@@ -153,22 +157,23 @@ def _charts(report: Report, tickets) -> dict:
     }
 
 
-def _satisfaction_charts(satisfaction: Satisfaction) -> dict:
+def _satisfaction_charts(satisfaction: Satisfaction, name: Callable[[str], str]) -> dict:
     """The share of good ratings, by queue and by agent."""
     good_by = {
         by: charts.horizontal(
-            [(f"{s.name} ({s.total})", s.percent) for s in shares], show=lambda v: f"{v:.0f}%"
+            [(f"{name(s.name)} ({s.total})", s.percent) for s in shares],
+            show=lambda v: f"{v:.0f}%",
         )
         for by, shares in (("queue", satisfaction.by_queue), ("agent", satisfaction.by_agent))
     }
     return {"good_by": good_by}
 
 
-def _sla_charts(sla: list[TargetShares]) -> dict:
+def _sla_charts(sla: list[TargetShares], name: Callable[[str], str]) -> dict:
     """(target, "queue" | "agent") -> the share within the target, as bars."""
     return {
         (target.name, by): charts.horizontal(
-            [(s.name, s.percent) for s in shares],
+            [(name(s.name) if by == "agent" else s.name, s.percent) for s in shares],
             shown=[f"{_percent(s.percent)} ({s.good}/{s.total})" for s in shares],
             value_width=110,
         )
@@ -177,13 +182,17 @@ def _sla_charts(sla: list[TargetShares]) -> dict:
     }
 
 
-def _sla_table(sla: list[TargetShares], by: str) -> list[tuple[str, list[str]]]:
-    """A row per queue (or agent): "3 of 4 (75%)" within each target, "—" for none."""
+def _sla_table(
+    sla: list[TargetShares], by: str, name: Callable[[str], str]
+) -> list[tuple[str, list[str]]]:
+    """A row per queue (or agent, by name): "3 of 4 (75%)" within each target, "—" for
+    none."""
     cells: dict[str, dict[str, str]] = {}
     for target in sla:
         for share in getattr(target, f"by_{by}"):
             text = f"{share.good} of {share.total} ({_percent(share.percent)})"
-            cells.setdefault(share.name, {})[target.name] = text
+            row = name(share.name) if by == "agent" else share.name
+            cells.setdefault(row, {})[target.name] = text
     names = [target.name for target in sla]
     return [(row, [found.get(n, "—") for n in names]) for row, found in sorted(cells.items())]
 
@@ -192,9 +201,9 @@ def _percent(value: float) -> str:
     return f"{value:.0f}%"
 
 
-def _time_chart(medians: list[Median]) -> charts.Chart:
+def _time_chart(medians: list[Median], name: Callable[[str], str]) -> charts.Chart:
     return charts.horizontal(
-        [(f"{m.name} ({m.tickets})", m.seconds) for m in medians], show=duration
+        [(f"{name(m.name)} ({m.tickets})", m.seconds) for m in medians], show=duration
     )
 
 

@@ -29,6 +29,13 @@ from mailgate.db.models import Message
 from mailgate.db.session import sessions
 from mailgate.numbers import whole_number
 from mailgate.web.auth import AgentSession, require_agent, signed_in_agent
+from mailgate.web.confirm import (
+    CONFIRMED,
+    ask,
+    board_move_question,
+    merge_question,
+    merge_target,
+)
 from mailgate.web.drafts import discard_draft
 from mailgate.web.keys import CONTEXT
 from mailgate.web.pages import see_other
@@ -103,7 +110,13 @@ async def note(request: web.Request) -> web.StreamResponse:
 
 @require_agent
 async def change(request: web.Request) -> web.StreamResponse:
-    """Status, priority, assignee and tags; from the ticket page or a board card."""
+    """Status, priority, assignee and tags; from the ticket page or a board card (a
+    card moved to a solved status asks first: the customer is mailed)."""
+    form = await request.post()
+    if form.get("next") == "board" and not form.get(CONFIRMED):
+        agent = signed_in_agent(request)
+        if question := await board_move_question(request, agent, form):
+            return ask(request, question)
 
     async def perform(session, ctx, ticket, agent, form):
         assignee = str(form.get("assignee", ""))
@@ -127,16 +140,17 @@ async def change(request: web.Request) -> web.StreamResponse:
 
 @require_agent
 async def merge(request: web.Request) -> web.StreamResponse:
-    async def perform(session, ctx, ticket, agent, form):
-        wanted = str(form.get("target", "")).strip()
-        if not wanted:
-            raise ActionError("target", "name the ticket to merge this one into")
+    """Merge into the ticket the form names, once the agent confirmed it."""
+    form = await request.post()
+    if not form.get(CONFIRMED):
+        agent = signed_in_agent(request)
         try:
-            target = await find_ticket(session, agent, wanted)
-        except web.HTTPNotFound:
-            raise ActionError(
-                "target", f"there is no ticket {wanted.upper()} you can see"
-            ) from None
+            return ask(request, await merge_question(request, agent, form))
+        except ActionError as error:
+            return await _refused(request, agent, request.match_info["code"], form, error)
+
+    async def perform(session, ctx, ticket, agent, form):
+        target = await merge_target(session, agent, form)
         await merge_tickets(session, ctx, ticket, target, agent.email)
         return f"/tickets/{target.code}?merged={ticket.code}"
 

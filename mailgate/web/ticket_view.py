@@ -30,6 +30,7 @@ from mailgate.web.auth import AgentSession
 from mailgate.web.customer_history import other_tickets
 from mailgate.web.events import SHOWN_AS_MESSAGES, EventLine, describe
 from mailgate.web.listing import tags_by_ticket
+from mailgate.web.names import namer
 from mailgate.web.sla_view import Panel, panel
 
 OTHERS_SHOWN = 10  # of the customer's other tickets; their page lists them all
@@ -76,14 +77,16 @@ async def find_ticket(session: AsyncSession, agent: AgentSession, code: str) -> 
 async def load_view(
     session: AsyncSession, ticket: Ticket, agent: AgentSession, settings: Settings, now: datetime
 ) -> TicketView:
-    """The ticket as ``agent`` sees it (they see only the customer's tickets they may)."""
+    """The ticket as ``agent`` sees it (they see only the customer's tickets they may),
+    agents' addresses in events shown by their names."""
+    name = namer(settings)
     messages = await _messages(session, ticket)
     events = await session.scalars(
         select(AuditEvent)
         .where(AuditEvent.ticket_id == ticket.id, AuditEvent.action.not_in(SHOWN_AS_MESSAGES))
         .order_by(AuditEvent.id)
     )
-    timeline = messages + [Entry(utc(e.at), event=describe(e)) for e in events]
+    timeline = messages + [Entry(utc(e.at), event=describe(e, name)) for e in events]
     timeline.sort(key=lambda entry: (entry.at, entry.message is None))
     cc = await session.scalars(
         select(Participant)
