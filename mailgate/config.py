@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -390,14 +390,6 @@ class Imap(_Section):
     poll_seconds: float = Field(60.0, gt=0)
 
 
-WEBHOOK_EVENTS = (
-    "ticket.created",
-    "ticket.updated",
-    "message.created",
-    "ticket.solved",
-    "sla.breached",
-    "satisfaction.rated",
-)
 WebhookEvent = Literal[
     "ticket.created",
     "ticket.updated",
@@ -406,6 +398,7 @@ WebhookEvent = Literal[
     "sla.breached",
     "satisfaction.rated",
 ]
+WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 
 
 class Webhook(_Section):

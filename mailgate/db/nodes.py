@@ -16,12 +16,13 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Row, and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import Node
 
@@ -79,6 +80,39 @@ def claim_is_dead(claimed_by, now: datetime, timeout_seconds: float) -> ColumnEl
     (or is unknown: a claim from before heartbeats, or of a node long gone)."""
     live = select(Node.id).where(Node.beat_at >= now - timedelta(seconds=timeout_seconds))
     return or_(claimed_by.is_(None), claimed_by.not_in(live.scalar_subquery()))
+
+
+async def claim_due(
+    connection: AsyncConnection,
+    model: type,
+    returning: Sequence,
+    node: str,
+    limit: int,
+    now: datetime,
+    node_timeout: float,
+) -> list[Row]:
+    """Mark up to ``limit`` due rows of a work queue (the outbox, webhook deliveries)
+    ``sending`` by ``node``; return their ``returning`` columns, by id.
+
+    Due: queued with ``next_attempt_at`` passed, or left ``sending`` by a node that
+    died (silent for ``node_timeout`` seconds). PostgreSQL skips rows another node is
+    claiming; SQLite has one writer, so the plain UPDATE ... WHERE id IN (SELECT ...
+    LIMIT) is already exclusive there.
+    """
+    due = or_(
+        and_(model.state == "queued", model.next_attempt_at <= now),
+        and_(model.state == "sending", claim_is_dead(model.claimed_by, now, node_timeout)),
+    )
+    ids = select(model.id).where(due).order_by(model.id).limit(limit)
+    if connection.dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    claim = (
+        update(model)
+        .where(model.id.in_(ids))
+        .values(state="sending", claimed_by=node, claimed_at=now)
+        .returning(*returning)
+    )
+    return sorted(await connection.execute(claim), key=lambda row: row.id)
 
 
 class NodeHeartbeat:

@@ -23,11 +23,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import DeliveryAttempt, OutboxItem
-from mailgate.db.nodes import claim_is_dead
+from mailgate.db.nodes import claim_due
 from mailgate.loop import WorkLoop, backoff
 from mailgate.outbox.queue import is_automatic, suppressed
 from mailgate.outbox.record import OutcomesUnwritten, OutcomeWriter
@@ -73,32 +73,6 @@ _RELEASE = (
     .where(_O.id == bindparam("b_id"), _O.claimed_by == bindparam("b_node"))
     .values(state="queued", claimed_by=None, claimed_at=None)
 )
-
-
-async def claim_due(
-    connection: AsyncConnection, node: str, limit: int, now: datetime, node_timeout: float
-) -> list[Row]:
-    """Mark up to ``limit`` due items ``sending`` by ``node``; return them by id.
-
-    Due: queued with ``next_attempt_at`` passed, or left ``sending`` by a node that
-    died (silent for ``node_timeout`` seconds, see ``db/nodes.py``). SQLite has one
-    writer, so the plain UPDATE ... WHERE id IN (SELECT ... LIMIT) is already
-    exclusive there.
-    """
-    due = or_(
-        and_(_O.state == "queued", _O.next_attempt_at <= now),
-        and_(_O.state == "sending", claim_is_dead(_O.claimed_by, now, node_timeout)),
-    )
-    ids = select(_O.id).where(due).order_by(_O.id).limit(limit)
-    if connection.dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
-    claim = (
-        update(OutboxItem)
-        .where(_O.id.in_(ids))
-        .values(state="sending", claimed_by=node, claimed_at=now)
-        .returning(*_CLAIMED)
-    )
-    return sorted(await connection.execute(claim), key=lambda row: row.id)
 
 
 class DeliveryWorker:
@@ -151,7 +125,9 @@ class DeliveryWorker:
         await self._catch_up()
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            rows = await claim_due(connection, self._node, self._batch, now, self._node_timeout)
+            rows = await claim_due(
+                connection, _O, _CLAIMED, self._node, self._batch, now, self._node_timeout
+            )
             held = await held_back(connection, rows)
         if rows:
             await self._deliver(rows, held)

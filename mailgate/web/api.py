@@ -22,7 +22,7 @@ from mailgate.web.customer_history import customer_summary, everything, tickets_
 from mailgate.web.downloads import download, find_attachment
 from mailgate.web.export import TICKET_COLUMNS, export_name, stream_csv, ticket_rows
 from mailgate.web.keys import ENGINE, RUNTIME
-from mailgate.web.listing import due_condition
+from mailgate.web.listing import due_condition, message_counts, tags_by_ticket
 
 log = logging.getLogger(__name__)
 
@@ -209,24 +209,8 @@ async def ticket_shapes(
 ) -> list[dict]:
     """The tickets as the API shows them; ``now`` (SLA time) for their ``sla``."""
     ids = [ticket.id for ticket in tickets]
-    counts = dict(
-        (
-            await session.execute(
-                select(Message.ticket_id, func.count())
-                .where(Message.ticket_id.in_(ids))
-                .group_by(Message.ticket_id)
-            )
-        )
-        .tuples()
-        .all()
-    )
-    tags: dict[int, list[str]] = {}
-    for ticket_id, tag in await session.execute(
-        select(TicketTag.ticket_id, TicketTag.tag)
-        .where(TicketTag.ticket_id.in_(ids))
-        .order_by(TicketTag.tag)
-    ):
-        tags.setdefault(ticket_id, []).append(tag)
+    counts = await message_counts(session, ids)
+    tags = await tags_by_ticket(session, ids)
     ratings = await ratings_of(session, ids)
     slas = await tickets_sla(session, settings, tickets, now)
     return [

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 
 from aiohttp import web
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from mailgate.db.models import Message, Ticket
+from mailgate.db.models import Ticket
 from mailgate.localtime import utc
 from mailgate.web.downloads import content_disposition
-from mailgate.web.listing import tags_by_ticket
+from mailgate.web.listing import message_counts, tags_by_ticket
 
 BATCH = 500  # tickets per query and per write
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -94,17 +94,7 @@ async def ticket_rows(
             tickets = list(await session.scalars(query.limit(BATCH)))
             ids = [ticket.id for ticket in tickets]
             tags = await tags_by_ticket(session, ids)
-            counts = dict(
-                (
-                    await session.execute(
-                        select(Message.ticket_id, func.count())
-                        .where(Message.ticket_id.in_(ids))
-                        .group_by(Message.ticket_id)
-                    )
-                )
-                .tuples()
-                .all()
-            )
+            counts = await message_counts(session, ids)
         if tickets:
             yield [_ticket_row(t, tags.get(t.id, []), counts.get(t.id, 0)) for t in tickets]
         if len(tickets) < BATCH:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Tickets
-from mailgate.db.models import Ticket, TicketTag
+from mailgate.db.models import Message, Ticket, TicketTag
 from mailgate.localtime import day_start, local_day
 from mailgate.numbers import storable_id, whole_number
 from mailgate.web.auth import AgentSession
@@ -190,3 +190,13 @@ async def tags_by_ticket(session: AsyncSession, ids: list[int]) -> dict[int, lis
     for ticket_id, tag in rows:
         tags.setdefault(ticket_id, []).append(tag)
     return tags
+
+
+async def message_counts(session: AsyncSession, ids: list[int]) -> dict[int, int]:
+    """How many messages each of the tickets ``ids`` holds (none: left out)."""
+    rows = await session.execute(
+        select(Message.ticket_id, func.count())
+        .where(Message.ticket_id.in_(ids))
+        .group_by(Message.ticket_id)
+    )
+    return dict(rows.tuples().all())

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-from sqlalchemy import Row, and_, bindparam, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import Row, and_, bindparam, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.config import Webhook
 from mailgate.db.models import WebhookDelivery
-from mailgate.db.nodes import claim_is_dead
+from mailgate.db.nodes import claim_due
 from mailgate.localtime import utc
 from mailgate.loop import WorkLoop, backoff
 from mailgate.runtime import RuntimeConfig
@@ -84,26 +84,6 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
-async def claim_due(
-    connection: AsyncConnection, node: str, limit: int, now: datetime, node_timeout: float
-) -> list[Row]:
-    """Mark up to ``limit`` due deliveries ``sending`` by ``node``; return them by id."""
-    due = or_(
-        and_(_W.state == "queued", _W.next_attempt_at <= now),
-        and_(_W.state == "sending", claim_is_dead(_W.claimed_by, now, node_timeout)),
-    )
-    ids = select(_W.id).where(due).order_by(_W.id).limit(limit)
-    if connection.dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
-    claim = (
-        update(WebhookDelivery)
-        .where(_W.id.in_(ids))
-        .values(state="sending", claimed_by=node, claimed_at=now)
-        .returning(*_CLAIMED)
-    )
-    return sorted(await connection.execute(claim), key=lambda row: row.id)
-
-
 class WebhookWorker:
     def __init__(
         self,
@@ -141,8 +121,9 @@ class WebhookWorker:
         """One pass: claim due deliveries, POST them, record the answers; how many."""
         await self._catch_up()
         async with self._engine.begin() as connection:
+            now = datetime.now(UTC)
             rows = await claim_due(
-                connection, self._node, self._batch, datetime.now(UTC), self._node_timeout
+                connection, _W, _CLAIMED, self._node, self._batch, now, self._node_timeout
             )
         if not rows:
             return 0
