@@ -116,7 +116,8 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
 
 async def export_tickets(request: web.Request) -> web.StreamResponse:
     """The list's tickets with the list's filters as CSV, newest first, all of them."""
-    base = _filtered(select(Ticket), request.query, request.app[RUNTIME].settings)
+    runtime = request.app[RUNTIME]
+    base = _filtered(select(Ticket), request.query, runtime.settings, runtime.clock.now())
     base = base.order_by(Ticket.id.desc())
     rows = ticket_rows(request.app[ENGINE], base, lambda last: base.where(Ticket.id < last.id))
     return await stream_csv(request, export_name("tickets"), TICKET_COLUMNS, rows)

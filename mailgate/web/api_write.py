@@ -154,7 +154,8 @@ async def merge(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", f"into: there is no ticket {wanted}")
         await _as_conflict(actions.merge_tickets(session, _ctx(request), ticket, target, API_ACTOR))
         await session.flush()
-        [shape] = await ticket_shapes(session, context.runtime.settings, [target])
+        runtime = context.runtime
+        [shape] = await ticket_shapes(session, runtime.settings, [target], runtime.clock.now())
     return web.json_response(shape)
 
 
@@ -169,7 +170,8 @@ async def split(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", f"message_id: no such message on {ticket.code}")
         new = await _as_conflict(actions.split_message(session, _ctx(request), message, API_ACTOR))
         await session.flush()
-        [shape] = await ticket_shapes(session, context.runtime.settings, [new])
+        runtime = context.runtime
+        [shape] = await ticket_shapes(session, runtime.settings, [new], runtime.clock.now())
     response = web.json_response(shape, status=201)
     response.headers["Location"] = f"/api/v1/tickets/{new.code}"
     return response
