@@ -11,6 +11,8 @@ whose body cannot be built fails alone while the others arrive.
 
 from __future__ import annotations
 
+import html
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -348,11 +350,13 @@ async def test_a_delivery_gives_up_after_its_attempts(engine, receiver):
     assert await worker.deliver_due() == 0  # failed stays failed
 
 
-async def test_a_delivery_whose_body_cannot_be_built_fails_alone(engine, receiver):
+async def test_a_delivery_whose_body_cannot_be_built_fails_alone(
+    setup, engine, smarthost, receiver, caplog
+):
     """A status change stored without its details (as an import from another helpdesk
     leaves it) breaks the ticket's SLA, so its events' bodies: those fail at once
-    with the reason; the other ticket's events in the same batch, and later ones,
-    arrive."""
+    with the reason, logged once and shown to the admin; the other ticket's events
+    in the same batch, and later ones, arrive."""
     await upgrade(engine)
     policy = {"name": "standard", "first_response": "4h"}
     events = ["ticket.created", "ticket.updated"]
@@ -365,8 +369,12 @@ async def test_a_delivery_whose_body_cannot_be_built_fails_alone(engine, receive
         assert await queue(engine, runtime, ticket_id, event) == 1
     assert await queue(engine, runtime, sound, "ticket.updated") == 1
     worker = WebhookWorker(engine, runtime, "test-node")
-    assert await worker.deliver_due() == 3
-    assert await worker.deliver_due() == 0  # the failed one is not tried again
+    with caplog.at_level(logging.INFO, logger="mailgate.webhooks.worker"):
+        assert await worker.deliver_due() == 3
+        assert await worker.deliver_due() == 0  # the failed one is not tried again
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    reason = "the body cannot be built: AttributeError: 'NoneType' object has no attribute 'get'"
+    assert logged == [f"webhook delivery 1 failed after 1 attempt(s): {reason}"]
     # The barrier: an event queued after the broken one arrives too.
     assert await queue(engine, runtime, sound, "ticket.updated") == 1
     assert await worker.deliver_due() == 1
@@ -379,7 +387,17 @@ async def test_a_delivery_whose_body_cannot_be_built_fails_alone(engine, receive
     failed, *delivered = await deliveries(engine)
     assert (failed.ticket_id, failed.state, failed.attempts) == (broken, "failed", 1)
     assert failed.last_status is None and failed.body is None
-    assert failed.last_error == (
-        "the body cannot be built: AttributeError: 'NoneType' object has no attribute 'get'"
-    )
+    assert failed.last_error == reason
     assert [(d.ticket_id, d.state) for d in delivered] == [(sound, "delivered")] * 3
+
+    daemon = await start_daemon(setup, engine, smarthost)  # on the same database
+    root = await signed_in(daemon, "root")
+    try:
+        status, listing, _ = await root.get("/admin/webhooks")
+    finally:
+        await root.close()
+        assert await daemon.stop() == 0
+    assert status == 200
+    row = listing.split(f'id="delivery-{failed.id}"')[1].split("</tr>")[0]
+    assert "failed" in row and "Retry now" in row
+    assert reason in html.unescape(row)
