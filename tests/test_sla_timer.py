@@ -1,12 +1,14 @@
 """The SLA timer through the running daemon, with the clock moved forward by the test
 (``MAILGATE_CLOCK_FILE``), on both databases: a warning to the assignee, a breach that
-escalates and tells the queue's agents and the admins, the ticket overdue in the inbox
-and the API, a pending ticket left alone, and timers racing on one database (the
-daemon's and two more) sending each notice once."""
+escalates and tells the queue's agents and the admins, the ticket overdue in the inbox,
+the API and on its board card and missed in the report, a pending ticket left alone,
+and timers racing on one database (the daemon's and two more) sending each notice
+once."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +26,7 @@ from mailgate.sla.tickets import TicketSla
 from mailgate.sla.timer import SlaTimer
 from mailgate.work import pipeline_deps
 from tests.receiver import Receiver
+from tests.sla_tickets import section, text_of
 from tests.support import api_call, api_get, daemon_running, wait_until
 from tests.test_api_write import call
 from tests.test_pipeline import mail, send
@@ -152,6 +155,23 @@ async def test_warned_breached_escalated_overdue_once(
         assert codes_on(page) == [late]
         _, page, _ = await inbox.get(f"/tickets/{late}")
         assert "first_response target of SLA standard was missed" in page
+        # Two days on, the board's card and the report read the same clock. Overdue
+        # is shown to the hour beyond a day: "2d" whatever the test's own pace.
+        await race(more_timers, clock_file, 52.25)
+        status, page, _ = await inbox.get("/board")
+        assert status == 200
+        cards = board_cards(page)
+        assert sla_line(cards[late]) == ("First response: overdue 2d", True)
+        assert sla_line(cards[waiting])[1] is False
+        status, page, _ = await inbox.get("/reports")
+        assert status == 200
+        report = text_of(section(page, "reports sla-report"))
+        # Missed: the late one; the pending one's target is still running (paused).
+        assert report.startswith(
+            "First response within target by queue 0% within: 0 of 1 tickets; 1 still running "
+        )
+        rows = re.findall(r"<tr>.*?</tr>", section(page, "small sla-table"), re.S)
+        assert [text_of(row) for row in rows] == ["Queue First response", "support 0 of 1 (0%)"]
     finally:
         await inbox.close()
 
@@ -185,6 +205,20 @@ async def test_warned_breached_escalated_overdue_once(
         "policy": "standard",
     }
     assert all(event.signed_with("s3cret") for event in events)
+
+
+def board_cards(page: str) -> dict[str, str]:
+    """The board's cards, by ticket code: each card's HTML."""
+    found = re.findall(
+        r'<article class="board-card"[^>]*data-code="([^"]+)">(.*?)</article>', page, re.S
+    )
+    return dict(found)
+
+
+def sla_line(card: str) -> tuple[str, bool] | None:
+    """A card's SLA line, as web/sla_view.py writes it, and whether it is overdue."""
+    found = re.search(r'<p class="small sla-due( overdue)?">([^<]*)</p>', card)
+    return (found[2], bool(found[1])) if found else None
 
 
 async def _found(items: list):

@@ -5,11 +5,14 @@ mail, with a command), a solve, the customer's rating and reply each arrive once
 signed, in the API's shapes; a receiver that answers 500 or is down gets the event
 later with the same delivery id; the admin page lists deliveries and sends a failed
 one again. The worker on its own: a
-rolled-back change sends nothing, and a delivery gives up after its attempts.
+rolled-back change sends nothing, a delivery gives up after its attempts, and one
+whose body cannot be built fails alone while the others arrive.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -18,7 +21,7 @@ from sqlalchemy import select
 
 from mailgate.config import config_from_text
 from mailgate.db.migrate import upgrade
-from mailgate.db.models import Ticket, WebhookDelivery
+from mailgate.db.models import AuditEvent, Ticket, WebhookDelivery
 from mailgate.db.session import sessions
 from mailgate.runtime import RuntimeConfig
 from mailgate.webhooks.queue import queue_event
@@ -261,11 +264,12 @@ async def test_agent_and_customer_mail_send_their_events(setup, engine, smarthos
     assert answered.payload["ticket"]["status"] == "Open"  # the customer's reply reopened it
 
 
-def runtime_for(*hooks: dict) -> RuntimeConfig:
+def runtime_for(*hooks: dict, sla: tuple[dict, ...] = ()) -> RuntimeConfig:
     lines = []
-    for item in hooks:
-        lines.append("[[webhooks]]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in item.items()]
+    for table, items in (("webhooks", hooks), ("sla", sla)):
+        for item in items:
+            lines.append(f"[[{table}]]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in item.items()]
     return RuntimeConfig(config_from_text("\n".join(lines) + "\n", None))
 
 
@@ -344,3 +348,56 @@ async def test_a_delivery_gives_up_after_its_attempts(engine, receiver):
     assert len({r.delivery for r in receiver.refused}) == 1
     assert len({r.body for r in receiver.refused}) == 1
     assert await worker.deliver_due() == 0  # failed stays failed
+
+
+async def test_a_delivery_whose_body_cannot_be_built_fails_alone(
+    setup, engine, smarthost, receiver, caplog
+):
+    """A status change stored without its details (as an import from another helpdesk
+    leaves it) breaks the ticket's SLA, so its events' bodies: those fail at once
+    with the reason, logged once and shown to the admin; the other ticket's events
+    in the same batch, and later ones, arrive."""
+    await upgrade(engine)
+    policy = {"name": "standard", "first_response": "4h"}
+    events = ["ticket.created", "ticket.updated"]
+    runtime = runtime_for(hook("crm", receiver.url, events), sla=(policy,))
+    broken, sound = await new_ticket(engine), await new_ticket(engine)
+    async with sessions(engine).begin() as session:
+        at = datetime.now(UTC)
+        session.add(AuditEvent(ticket_id=broken, at=at, actor="import", action="status", data=None))
+    for ticket_id, event in ((broken, "ticket.created"), (sound, "ticket.created")):
+        assert await queue(engine, runtime, ticket_id, event) == 1
+    assert await queue(engine, runtime, sound, "ticket.updated") == 1
+    worker = WebhookWorker(engine, runtime, "test-node")
+    with caplog.at_level(logging.INFO, logger="mailgate.webhooks.worker"):
+        assert await worker.deliver_due() == 3
+        assert await worker.deliver_due() == 0  # the failed one is not tried again
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    reason = "the body cannot be built: AttributeError: 'NoneType' object has no attribute 'get'"
+    assert logged == [f"webhook delivery 1 failed after 1 attempt(s): {reason}"]
+    # The barrier: an event queued after the broken one arrives too.
+    assert await queue(engine, runtime, sound, "ticket.updated") == 1
+    assert await worker.deliver_due() == 1
+    got = await receiver.events(3)
+    assert len(got) == 3 and not receiver.refused
+    assert [r.event for r in got] == ["ticket.created", "ticket.updated", "ticket.updated"]
+    async with sessions(engine)() as session:
+        sound_code = (await session.get(Ticket, sound)).code
+    assert [r.payload["ticket"]["code"] for r in got] == [sound_code] * 3
+    failed, *delivered = await deliveries(engine)
+    assert (failed.ticket_id, failed.state, failed.attempts) == (broken, "failed", 1)
+    assert failed.last_status is None and failed.body is None
+    assert failed.last_error == reason
+    assert [(d.ticket_id, d.state) for d in delivered] == [(sound, "delivered")] * 3
+
+    daemon = await start_daemon(setup, engine, smarthost)  # on the same database
+    root = await signed_in(daemon, "root")
+    try:
+        status, listing, _ = await root.get("/admin/webhooks")
+    finally:
+        await root.close()
+        assert await daemon.stop() == 0
+    assert status == 200
+    row = listing.split(f'id="delivery-{failed.id}"')[1].split("</tr>")[0]
+    assert "failed" in row and "Retry now" in row
+    assert reason in html.unescape(row)

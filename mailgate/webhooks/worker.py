@@ -6,10 +6,12 @@ one and they share the work. The body is written at the first attempt, while the
 claim is ours; sending happens outside any transaction. A 2xx answer delivers; any
 other answer, a refused connection or a timeout retries with exponential backoff
 until the webhook's ``max_attempts`` or ``give_up_after_hours``, then the delivery
-has failed (an admin can send it again from ``/admin/webhooks``). A crash re-sends
-what was in flight, with the same ``X-Mailgate-Delivery``: at least once. Answers
-that a database outage kept from being written are written first on the next pass,
-so the outage sends nothing twice.
+has failed (an admin can send it again from ``/admin/webhooks``). A delivery whose
+body cannot be built (its ticket's stored data is broken) fails at once with the
+reason, and the rest of its batch is sent: one bad row never holds the queue. A
+crash re-sends what was in flight, with the same ``X-Mailgate-Delivery``: at least
+once. Answers that a database outage kept from being written are written first on
+the next pass, so the outage sends nothing twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from sqlalchemy import Row, and_, bindparam, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.config import Webhook
@@ -78,6 +81,7 @@ class Answer:
 
     status: int | None
     error: str | None = None
+    retry: bool = True  # False: the same attempt would fail the same way
 
     @property
     def ok(self) -> bool:
@@ -129,11 +133,16 @@ class WebhookWorker:
             return 0
         self._unsent = [{"b_id": row.id, "b_node": self._node} for row in rows]
         hooks = {hook.name: hook for hook in self._runtime.settings.webhooks}
-        body = await self._bodies(rows)
+        body, broken = await self._bodies(rows)
         self._unsent = []
         async with aiohttp.ClientSession(trust_env=False) as http:
             answers = await asyncio.gather(
-                *(self._post(http, hooks.get(row.webhook), row, body[row.id]) for row in rows)
+                *(
+                    self._unbuilt(broken[row.id])
+                    if row.id in broken
+                    else self._post(http, hooks.get(row.webhook), row, body[row.id])
+                    for row in rows
+                )
             )
         now = datetime.now(UTC)
         self._unrecorded = [
@@ -143,18 +152,50 @@ class WebhookWorker:
         await self._catch_up()
         return len(rows)
 
-    async def _bodies(self, rows: list[Row]) -> dict[int, str]:
-        """Each row's body by id; those sent for the first time get theirs now."""
+    async def _bodies(self, rows: list[Row]) -> tuple[dict[int, str], dict[int, str]]:
+        """Each row's body by id, those sent for the first time getting theirs now;
+        and, by id, why a row's body cannot be built.
+
+        The batch is built in one go; if that fails for a reason other than the
+        database, each new row is built on its own, so only the broken ones fail.
+        """
         kept = {row.id: row.body for row in rows if row.body is not None}
         new = [row for row in rows if row.body is None]
-        if not new:
-            return kept
+        try:
+            return kept | await self._write_bodies(new), {}
+        except (DBAPIError, OSError):
+            raise
+        except Exception:  # some row's data: build each alone to find it
+            return await self._each_alone(new, kept)
+
+    async def _each_alone(
+        self, rows: list[Row], kept: dict[int, str]
+    ) -> tuple[dict[int, str], dict[int, str]]:
+        built, broken = dict(kept), {}
+        for row in rows:
+            try:
+                built |= await self._write_bodies([row])
+            except (DBAPIError, OSError):
+                raise
+            except Exception as exc:
+                broken[row.id] = f"the body cannot be built: {type(exc).__name__}: {exc}"[:2000]
+        return built, broken
+
+    async def _write_bodies(self, rows: list[Row]) -> dict[int, str]:
+        """Build the bodies of ``rows`` and store them, in one transaction."""
+        if not rows:
+            return {}
         async with AsyncSession(self._engine) as session, session.begin():
             runtime = self._runtime
-            written = await bodies(session, runtime.settings, new, runtime.clock.now())
+            written = await bodies(session, runtime.settings, rows, runtime.clock.now())
             params = [{"b_id": i, "b_node": self._node, "b_body": b} for i, b in written.items()]
             await (await session.connection()).execute(_WRITE_BODY, params)
-        return kept | written
+        return written
+
+    @staticmethod
+    async def _unbuilt(error: str) -> Answer:
+        """The answer for a delivery not sent because its body cannot be built."""
+        return Answer(None, error, retry=False)
 
     async def _post(
         self, http: aiohttp.ClientSession, hook: Webhook | None, row: Row, text: str
@@ -189,7 +230,7 @@ class WebhookWorker:
         change |= {"b_status": answer.status, "b_error": answer.error, "b_delivered": None}
         if answer.ok:
             return change | {"b_state": "delivered", "b_next": now, "b_delivered": now}
-        if hook is None or self._spent(row, hook, tries, now):
+        if hook is None or not answer.retry or self._spent(row, hook, tries, now):
             return change | {"b_state": "failed", "b_next": now}
         wait = backoff(hook.retry_base_seconds, hook.retry_cap_seconds, tries, self._random)
         return change | {"b_state": "queued", "b_next": now + wait}
