@@ -7,7 +7,8 @@ import re
 from datetime import UTC, datetime
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.actions.base import ActionError
@@ -23,6 +24,7 @@ from mailgate.web.downloads import download, find_attachment
 from mailgate.web.export import TICKET_COLUMNS, export_name, stream_csv, ticket_rows
 from mailgate.web.keys import ENGINE, RUNTIME
 from mailgate.web.listing import due_condition, message_counts, tags_by_ticket
+from mailgate.web.search import matching
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +89,11 @@ async def list_tickets(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     runtime = request.app[RUNTIME]
     settings, now = runtime.settings, runtime.clock.now()
-    query = _filtered(select(Ticket), request.query, settings, now)
-    query = query.order_by(Ticket.id.desc()).limit(limit + 1)
+    engine = request.app[ENGINE]
+    query = listed_tickets(request.query, settings, now, engine.dialect).limit(limit + 1)
     if "cursor" in request.query:
         query = query.where(Ticket.id < _decode_cursor(request.query["cursor"]))
-    async with AsyncSession(request.app[ENGINE]) as session:
+    async with AsyncSession(engine) as session:
         tickets = list(await session.scalars(query))
         page = tickets[:limit]
         shapes = await ticket_shapes(session, settings, page, now)
@@ -116,10 +118,10 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
 
 async def export_tickets(request: web.Request) -> web.StreamResponse:
     """The list's tickets with the list's filters as CSV, newest first, all of them."""
-    runtime = request.app[RUNTIME]
-    base = _filtered(select(Ticket), request.query, runtime.settings, runtime.clock.now())
-    base = base.order_by(Ticket.id.desc())
-    rows = ticket_rows(request.app[ENGINE], base, lambda last: base.where(Ticket.id < last.id))
+    runtime, engine = request.app[RUNTIME], request.app[ENGINE]
+    now = runtime.clock.now()
+    base = listed_tickets(request.query, runtime.settings, now, engine.dialect)
+    rows = ticket_rows(engine, base, lambda last: base.where(Ticket.id < last.id))
     return await stream_csv(request, export_name("tickets"), TICKET_COLUMNS, rows)
 
 
@@ -135,11 +137,12 @@ async def get_ticket(request: web.Request) -> web.Response:
     return web.json_response(shape)
 
 
-def _filtered(query, params, settings: Settings, now: datetime):
-    """``query`` narrowed by the list's filters; a value no ticket can have (an
-    unknown status or priority, a malformed tag) is a 422, as PATCH answers it.
-    ``now`` (SLA time) for ``sla``: overdue, or due today in the team's zone."""
-    query = query.where(Ticket.spam.is_(_flag(params, "spam")))
+def listed_tickets(params, settings: Settings, now: datetime, dialect: Dialect) -> Select:
+    """The tickets of the list (and its CSV export) that the filters in ``params``
+    select, newest first; a value no ticket can have (an unknown status or priority,
+    a malformed tag) is a 422, as PATCH answers it. ``now`` (SLA time) for ``sla``:
+    overdue, or due today in the team's zone. ``q`` is the inbox's search."""
+    query = select(Ticket).where(Ticket.spam.is_(_flag(params, "spam")))
     if "sla" in params:
         wanted = API_SLA_FILTERS.get(params["sla"])
         if wanted is None:
@@ -169,12 +172,8 @@ def _filtered(query, params, settings: Settings, now: datetime):
     if params.get("customer"):
         query = query.where(Ticket.customer_email == params["customer"].lower())
     if params.get("q"):
-        pattern = f"%{params['q']}%"
-        in_text = select(Message.ticket_id).where(
-            Message.text.ilike(pattern) | Message.search_text.ilike(pattern)
-        )
-        query = query.where(Ticket.subject.ilike(pattern) | Ticket.id.in_(in_text))
-    return query
+        query = query.where(matching(params["q"], dialect))
+    return query.order_by(Ticket.id.desc())
 
 
 def _flag(params, name: str) -> bool:

@@ -469,7 +469,13 @@ def _list_filters(settings: Settings | None) -> list[dict]:
         _query("queue", "queue name"),
         _query("assignee", "an agent's address; empty or none: unassigned"),
         _query("customer", "the customer's address"),
-        _query("q", "text in the subject or a message"),
+        _query(
+            "q",
+            "the inbox's search: tickets with a message holding every word, each as a word"
+            " prefix (print finds printer), in its subject or text, HTML part included;"
+            " a ticket code; the customer's address; or a domain (nordic.test or"
+            " @nordic.test: every customer there, subdomains included)",
+        ),
         _query(
             "spam",
             "true: only the tickets held back as spam; false (default): the others",

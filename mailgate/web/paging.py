@@ -51,7 +51,11 @@ async def read_page(
     if not tickets:
         return TicketPage([], total, 0, None, None)
     first = encode_cursor(tickets[0], filters.sort)
-    above = await count_rows(session, after_cursor(query(False), filters, first, backwards=True))
+    above = 0  # the first page: nothing comes before it, no need to count (a search's cost)
+    if cursor or before:
+        above = await count_rows(
+            session, after_cursor(query(False), filters, first, backwards=True)
+        )
     last = encode_cursor(tickets[-1], filters.sort)
     older = last if above + len(tickets) < total else None
     return TicketPage(tickets, total, above + 1, first if above else None, older)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, any_, func, or_, select, text
 from sqlalchemy.engine import Dialect
 
 from mailgate.db.models import Message, Ticket
@@ -49,9 +49,7 @@ def matching(query: str, dialect: Dialect) -> ColumnElement[bool]:
         in_messages = select(Message.ticket_id).where(
             text(match).bindparams(words=_fts_query(words, dialect))
         )
-        # "+ 0" keeps SQLite from looking each match up by primary key and sorting them
-        # all: it walks the tickets in the page's order and stops after a page.
-        found.append((Ticket.id + 0).in_(in_messages))
+        found.append(_among(in_messages, dialect))
     if _CODE.match(query):
         found.append(Ticket.code == query.upper())
     if "@" in query:
@@ -59,6 +57,21 @@ def matching(query: str, dialect: Dialect) -> ColumnElement[bool]:
     if domain := _DOMAIN.match(query.lower()):
         found.append(_at_domain(domain.group(1)))
     return or_(*found) if found else Ticket.id.is_(None)
+
+
+def _among(in_messages: Select, dialect: Dialect) -> ColumnElement[bool]:
+    """The ticket is one of the tickets of the matching messages.
+
+    On SQLite ``id + 0`` keeps the planner from looking each match up by primary key
+    and sorting them all: it walks the tickets in the page's order and stops after a
+    page. PostgreSQL estimates a word prefix to match about 1,000 of 300,000 messages
+    whatever the word, so for a page it walks the tickets in the page's order and
+    looks up each one's messages: all 100,000 tickets, over a second, for a rare word
+    or none. ``= ANY(ARRAY(...))`` has it read the matches from the GIN index first
+    (once, as an init plan) and fetch and sort just their tickets."""
+    if dialect.name == "sqlite":
+        return (Ticket.id + 0).in_(in_messages)
+    return Ticket.id == any_(func.array(in_messages.scalar_subquery()))
 
 
 def _at_domain(domain: str) -> ColumnElement[bool]:
