@@ -113,3 +113,21 @@ def _reraise_swallowed_cancel() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class LoopWorker:
+    """A worker whose passes ``self.loop`` (a ``WorkLoop``) runs: ``wake`` starts the
+    next pass now (new work was committed), ``stop`` ends ``run`` after the pass in
+    progress, so nothing done goes unrecorded; ``run`` works until stopped or
+    cancelled, errors logged, never fatal."""
+
+    loop: WorkLoop
+
+    def wake(self) -> None:
+        self.loop.wake()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    async def run(self) -> None:
+        await self.loop.run()

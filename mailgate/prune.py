@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.config import Settings, parse_rate
 from mailgate.db.models import AgentSession, LoginToken, Presence, RateEvent, WebhookDelivery
-from mailgate.loop import WorkLoop
+from mailgate.loop import LoopWorker, WorkLoop
 from mailgate.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def _delete_in_chunks(engine: AsyncEngine, model: type, where: ColumnEleme
             return deleted
 
 
-class Pruner:
+class Pruner(LoopWorker):
     """Prunes every ``period_seconds`` with the settings in force, until ``stop()``."""
 
     def __init__(
@@ -96,12 +96,6 @@ class Pruner:
         self._runtime = runtime
         # A pass never reports a full batch, so the loop waits a period after each.
         self.loop = WorkLoop("prune", self.prune_once, 1, period_seconds)
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    async def run(self) -> None:
-        await self.loop.run()
 
     async def prune_once(self) -> int:
         """One pass; returns 0 (the loop's "no more waiting now")."""

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailgate.db.models import DeliveryAttempt, OutboxItem
 from mailgate.db.nodes import claim_due
-from mailgate.loop import WorkLoop, backoff
+from mailgate.loop import LoopWorker, WorkLoop, backoff
 from mailgate.outbox.queue import is_automatic, suppressed
 from mailgate.outbox.record import OutcomesUnwritten, OutcomeWriter
 from mailgate.outbox.transport import Delivery, SendResult, Transport
@@ -75,7 +75,7 @@ _RELEASE = (
 )
 
 
-class DeliveryWorker:
+class DeliveryWorker(LoopWorker):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -107,18 +107,6 @@ class DeliveryWorker:
         # the items of that pass not handed over, released then.
         self._unrecorded: list[tuple[Row, SendResult]] = []
         self._unsent: list[Row] = []
-
-    def wake(self) -> None:
-        """New mail was committed to the outbox: deliver now, not at the next poll."""
-        self.loop.wake()
-
-    def stop(self) -> None:
-        """End ``run`` after the pass in progress, so nothing sent goes unrecorded."""
-        self.loop.stop()
-
-    async def run(self) -> None:
-        """Deliver until stopped or cancelled; errors are logged, never fatal."""
-        await self.loop.run()
 
     async def deliver_due(self) -> int:
         """One pass: claim due items, send them, record the results; how many."""

@@ -34,7 +34,7 @@ from mailgate.db.models import JournalEntry
 from mailgate.db.nodes import claim_is_dead
 from mailgate.db.outage import raise_if_outage
 from mailgate.db.session import is_postgres, sessions
-from mailgate.loop import WorkLoop
+from mailgate.loop import LoopWorker, WorkLoop
 from mailgate.outbox.compose import Composer
 from mailgate.pipeline.agent_mail import apply_agent_mail
 from mailgate.pipeline.agents import check_agent
@@ -74,7 +74,7 @@ class PipelineDeps:
     composer: Composer
 
 
-class PipelineWorker:
+class PipelineWorker(LoopWorker):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -99,15 +99,6 @@ class PipelineWorker:
     def node(self) -> str:
         """The node this worker claims entries for."""
         return self._node
-
-    def wake(self) -> None:
-        self.loop.wake()
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    async def run(self) -> None:
-        await self.loop.run()
 
     async def process_pending(self) -> int:
         """One pass over the entries waiting; returns how many were taken."""

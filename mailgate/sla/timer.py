@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailgate.actions import ActionContext
 from mailgate.db.models import Ticket
 from mailgate.db.session import sessions
-from mailgate.loop import WorkLoop
+from mailgate.loop import LoopWorker, WorkLoop
 from mailgate.sla.notices import longest_warning, notify_ticket, waiting
 from mailgate.sla.state import BATCH, forget_unsolved, refresh_changed
 
 
-class SlaTimer:
+class SlaTimer(LoopWorker):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -40,15 +40,6 @@ class SlaTimer:
         self._config_seen = ""
         period = ctx.runtime.settings.tickets.sla_check_seconds
         self.loop = WorkLoop("sla", self.check_once, BATCH, period)
-
-    def wake(self) -> None:
-        self.loop.wake()
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    async def run(self) -> None:
-        await self.loop.run()
 
     async def check_once(self) -> int:
         """One pass; returns how many tickets' state it stored (a full batch: go on)."""

@@ -32,7 +32,7 @@ from mailgate.config import Webhook
 from mailgate.db.models import WebhookDelivery
 from mailgate.db.nodes import claim_due
 from mailgate.localtime import utc
-from mailgate.loop import WorkLoop, backoff
+from mailgate.loop import LoopWorker, WorkLoop, backoff
 from mailgate.runtime import RuntimeConfig
 from mailgate.webhooks.payload import bodies, headers
 
@@ -88,7 +88,7 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
-class WebhookWorker:
+class WebhookWorker(LoopWorker):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -110,16 +110,6 @@ class WebhookWorker:
         # because it failed before: both written first on the next pass.
         self._unrecorded: list[dict] = []
         self._unsent: list[dict] = []
-
-    def wake(self) -> None:
-        """An event was committed: send it now, not at the next poll."""
-        self.loop.wake()
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    async def run(self) -> None:
-        await self.loop.run()
 
     async def deliver_due(self) -> int:
         """One pass: claim due deliveries, POST them, record the answers; how many."""
