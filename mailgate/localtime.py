@@ -24,6 +24,11 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def iso_utc(moment: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset, as the API and webhooks show times; None stays."""
+    return utc(moment).isoformat() if moment is not None else None
+
+
 def local(moment: datetime, zone: ZoneInfo) -> datetime:
     return utc(moment).astimezone(zone)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailgate.config import Settings, Sla
 from mailgate.db.models import AuditEvent, Message, Ticket
-from mailgate.localtime import utc
+from mailgate.localtime import iso_utc, utc
 from mailgate.sla.calendar import ALWAYS, BusinessCalendar
 from mailgate.sla.due import Due, Event, Targets, due_times
 from mailgate.sla.spans import parse_duration
@@ -31,7 +31,7 @@ class TicketSla:
         times = (self.due.first_response, self.due.next_response, self.due.resolution)
         return {
             "policy": self.policy,
-            **{f"{name}_due_at": _iso(at) for name, at in zip(TARGET_NAMES, times, strict=True)},
+            **{f"{name}_due_at": iso_utc(at) for name, at in zip(TARGET_NAMES, times, strict=True)},
             "breached": list(self.due.breached),
         }
 
@@ -92,7 +92,3 @@ async def _events(session: AsyncSession, settings: Settings, ids: list[int]) -> 
         category = settings.tickets.category_of(str(data.get("new", ""))) or "open"
         events[ticket_id].append(Event(utc(at), "status", category))
     return events
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy import Select, func, select
@@ -16,6 +16,7 @@ from mailgate.actions.satisfaction import ratings_of
 from mailgate.actions.values import filter_values
 from mailgate.config import Settings
 from mailgate.db.models import Attachment, Message, SatisfactionRating, Ticket, TicketTag
+from mailgate.localtime import iso_utc
 from mailgate.numbers import whole_number
 from mailgate.signing import same_text
 from mailgate.sla.tickets import TicketSla, tickets_sla
@@ -225,7 +226,7 @@ async def ticket_shapes(
 def _satisfaction_shape(rating: SatisfactionRating | None) -> dict | None:
     if rating is None:
         return None
-    return {"score": rating.score, "comment": rating.comment, "at": _iso(rating.at)}
+    return {"score": rating.score, "comment": rating.comment, "at": iso_utc(rating.at)}
 
 
 def _ticket_shape(
@@ -240,10 +241,10 @@ def _ticket_shape(
         "assignee": ticket.assignee,
         "customer": {"name": ticket.customer_name, "email": ticket.customer_email},
         "tags": tags,
-        "created_at": _iso(ticket.created_at),
-        "updated_at": _iso(ticket.updated_at),
-        "first_response_at": _iso(ticket.first_response_at),
-        "solved_at": _iso(ticket.solved_at),
+        "created_at": iso_utc(ticket.created_at),
+        "updated_at": iso_utc(ticket.updated_at),
+        "first_response_at": iso_utc(ticket.first_response_at),
+        "solved_at": iso_utc(ticket.solved_at),
         "message_count": message_count,
         "spam": ticket.spam,
         "sla": sla.shape() if sla else None,
@@ -282,7 +283,7 @@ async def message_shapes(session: AsyncSession, ticket: Ticket) -> list[dict]:
             "cc": m.cc_addrs,
             "subject": m.subject,
             "text": m.text,
-            "created_at": _iso(m.created_at),
+            "created_at": iso_utc(m.created_at),
             "message_id": m.message_id,
             "auto_reason": m.auto_reason,
             "flag": m.flag,
@@ -314,20 +315,13 @@ async def get_customer(request: web.Request) -> web.Response:
         {
             "email": customer.email,
             "name": customer.name,
-            "first_contact_at": _iso(customer.first_contact),
+            "first_contact_at": iso_utc(customer.first_contact),
             "ticket_count": customer.total,
             "counts": customer.counts,
             "tickets": shapes,
             "next_cursor": _encode_cursor(tickets[limit - 1].id) if more else None,
         }
     )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC (SQLite hands back naive datetimes; they are UTC)."""
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def add_routes(app: web.Application) -> None:

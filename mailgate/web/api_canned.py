@@ -20,15 +20,16 @@ from mailgate.actions.canned import CannedConflict, Scope, rendered, save, scope
 from mailgate.actions.canned_text import NAME_PATTERN
 from mailgate.db.models import CannedReply, Ticket
 from mailgate.db.session import sessions
+from mailgate.localtime import iso_utc
 from mailgate.numbers import whole_number
-from mailgate.web.api import ApiError, _iso, unprocessable
-from mailgate.web.api_write import API_ACTOR, Text, _Body, _body, _ctx
+from mailgate.web.api import ApiError, unprocessable
+from mailgate.web.api_write import API_ACTOR, JsonBody, Text, read_body
 from mailgate.web.keys import CONTEXT, ENGINE, RUNTIME
 
 Name = Annotated[Text, Field(pattern=NAME_PATTERN)]
 
 
-class NewCannedReply(_Body):
+class NewCannedReply(JsonBody):
     """Exactly one of ``queue`` (shared) and ``owner`` (personal)."""
 
     name: Name
@@ -37,7 +38,7 @@ class NewCannedReply(_Body):
     owner: StrictStr = None  # type: ignore[assignment]  # absent: shared; null refused
 
 
-class CannedReplyChange(_Body):
+class CannedReplyChange(JsonBody):
     name: Name = None  # type: ignore[assignment]  # absent: unchanged
     body: Text = None  # type: ignore[assignment]
 
@@ -51,8 +52,8 @@ def shape(reply: CannedReply) -> dict:
         "queue": reply.queue or None,
         "owner": reply.owner or None,
         "author": reply.author,
-        "created_at": _iso(reply.created_at),
-        "updated_at": _iso(reply.updated_at),
+        "created_at": iso_utc(reply.created_at),
+        "updated_at": iso_utc(reply.updated_at),
     }
 
 
@@ -73,7 +74,7 @@ async def get_reply(request: web.Request) -> web.Response:
 
 
 async def create_reply(request: web.Request) -> web.Response:
-    body = await _body(request, NewCannedReply)
+    body = await read_body(request, NewCannedReply)
     scope = _scope(request, body)
     async with sessions(request.app[ENGINE]).begin() as session:
         reply = await _save(save(session, None, scope, body.name, body.body, API_ACTOR))
@@ -82,7 +83,7 @@ async def create_reply(request: web.Request) -> web.Response:
 
 
 async def update_reply(request: web.Request) -> web.Response:
-    body = await _body(request, CannedReplyChange)
+    body = await read_body(request, CannedReplyChange)
     if not body.model_fields_set:
         raise ApiError(422, "unprocessable", "nothing to change: give name or body")
     async with sessions(request.app[ENGINE]).begin() as session:
@@ -114,7 +115,7 @@ async def render_reply(request: web.Request) -> web.Response:
         wanted = await _reply(session, request)
         if wanted.id not in {reply.id for reply in await usable_on(session, ticket, agent)}:
             raise ApiError(404, "not_found", f"{agent} has no canned reply {wanted.id} on {code}")
-        text = rendered(_ctx(request), ticket, agent, wanted)
+        text = rendered(request.app[CONTEXT].actions(), ticket, agent, wanted)
     return web.json_response({"id": wanted.id, "name": wanted.name, "text": text})
 
 

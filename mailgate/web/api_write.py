@@ -57,17 +57,17 @@ MESSAGE_TEXT = rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"
 Text = Annotated[StrictStr, AfterValidator(_storable)]
 
 
-class _Body(BaseModel):
+class JsonBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class NewMessage(_Body):
+class NewMessage(JsonBody):
     kind: Literal["agent", "note"]
     text: Annotated[Text, AfterValidator(_said)]
     agent: Text = Field(min_length=1)
 
 
-class TicketChange(_Body):
+class TicketChange(JsonBody):
     """Absent keys stay as they are; only ``assignee`` may be null (nobody). Values
     are checked by the actions (a configured status, an agent, a tag's form)."""
 
@@ -78,12 +78,12 @@ class TicketChange(_Body):
 
 
 async def post_message(request: web.Request) -> web.Response:
-    body = await _body(request, NewMessage)
+    body = await read_body(request, NewMessage)
     context = request.app[CONTEXT]
     action = actions.agent_reply if body.kind == "agent" else actions.add_note
     async with sessions(context.engine).begin() as session:
         ticket = await _ticket(session, request.match_info["code"])
-        message = await _act(action(session, _ctx(request), ticket, body.agent, body.text))
+        message = await _act(action(session, context.actions(), ticket, body.agent, body.text))
         await session.flush()
         shape = next(m for m in await message_shapes(session, ticket) if m["id"] == message.id)
     context.wake_delivery()
@@ -92,7 +92,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def patch_ticket(request: web.Request) -> web.Response:
-    body = await _body(request, TicketChange)
+    body = await read_body(request, TicketChange)
     given = body.model_fields_set
     if not given:
         raise ApiError(422, "unprocessable", "nothing to change: give status, priority, ...")
@@ -106,7 +106,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
         changes = await _act(
             actions.update_ticket(
                 session,
-                _ctx(request),
+                context.actions(),
                 ticket,
                 API_ACTOR,
                 status=body.status,
@@ -125,7 +125,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
     return web.json_response({**shape, "changes": changes})
 
 
-class MergeRequest(_Body):
+class MergeRequest(JsonBody):
     into: Text = Field(min_length=1)
 
 
@@ -138,13 +138,13 @@ def _message_id(value: int | float) -> int:
     return int(value)
 
 
-class SplitRequest(_Body):
+class SplitRequest(JsonBody):
     message_id: Annotated[StrictInt | StrictFloat, AfterValidator(_message_id)]
 
 
 async def merge(request: web.Request) -> web.Response:
     """Merge the ticket into ``into``; the answer is the ticket it joined."""
-    body = await _body(request, MergeRequest)
+    body = await read_body(request, MergeRequest)
     context = request.app[CONTEXT]
     async with sessions(context.engine).begin() as session:
         ticket = await _ticket(session, request.match_info["code"])
@@ -152,7 +152,9 @@ async def merge(request: web.Request) -> web.Response:
         target = await session.scalar(select(Ticket).where(Ticket.code == wanted))
         if target is None:
             raise ApiError(404, "not_found", f"into: there is no ticket {wanted}")
-        await _as_conflict(actions.merge_tickets(session, _ctx(request), ticket, target, API_ACTOR))
+        await _as_conflict(
+            actions.merge_tickets(session, context.actions(), ticket, target, API_ACTOR)
+        )
         await session.flush()
         runtime = context.runtime
         [shape] = await ticket_shapes(session, runtime.settings, [target], runtime.clock.now())
@@ -161,14 +163,16 @@ async def merge(request: web.Request) -> web.Response:
 
 async def split(request: web.Request) -> web.Response:
     """Split a customer message off into a new ticket; the answer is that ticket."""
-    body = await _body(request, SplitRequest)
+    body = await read_body(request, SplitRequest)
     context = request.app[CONTEXT]
     async with sessions(context.engine).begin() as session:
         ticket = await _ticket(session, request.match_info["code"])
         message = await session.get(Message, body.message_id)
         if message is None or message.ticket_id != ticket.id:
             raise ApiError(404, "not_found", f"message_id: no such message on {ticket.code}")
-        new = await _as_conflict(actions.split_message(session, _ctx(request), message, API_ACTOR))
+        new = await _as_conflict(
+            actions.split_message(session, context.actions(), message, API_ACTOR)
+        )
         await session.flush()
         runtime = context.runtime
         [shape] = await ticket_shapes(session, runtime.settings, [new], runtime.clock.now())
@@ -185,7 +189,7 @@ async def not_spam(request: web.Request) -> web.Response:
         ticket = await _ticket(session, request.match_info["code"])
         if not ticket.spam:
             raise ApiError(409, "conflict", f"{ticket.code} is not held back as spam")
-        await _act(actions.release_spam(session, _ctx(request), ticket, API_ACTOR))
+        await _act(actions.release_spam(session, context.actions(), ticket, API_ACTOR))
         await session.flush()
         [shape] = await ticket_shapes(
             session, context.runtime.settings, [ticket], context.runtime.clock.now()
@@ -195,7 +199,7 @@ async def not_spam(request: web.Request) -> web.Response:
     return web.json_response(shape)
 
 
-async def _body(request: web.Request, model: type[_Body]) -> _Body:
+async def read_body(request: web.Request, model: type[JsonBody]) -> JsonBody:
     try:
         data = json.loads(await request.read())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -237,11 +241,6 @@ async def _as_conflict(awaitable):
         return await awaitable
     except actions.ActionError as error:
         raise ApiError(409, "conflict", f"{error.field}: {error.message}") from None
-
-
-def _ctx(request: web.Request) -> actions.ActionContext:
-    context = request.app[CONTEXT]
-    return actions.ActionContext(context.runtime, context.composer)
 
 
 def add_routes(app: web.Application) -> None:

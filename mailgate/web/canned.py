@@ -12,7 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailgate.actions import ActionContext, ActionError
+from mailgate.actions import ActionError
 from mailgate.actions.canned import Scope, kept_by, may_keep, rendered, save, scope_of, usable_on
 from mailgate.actions.canned_text import PLACEHOLDERS
 from mailgate.db.models import CannedReply, Ticket
@@ -126,8 +126,7 @@ async def picker(
     request: web.Request, session: AsyncSession, ticket: Ticket, agent: AgentSession
 ) -> list[dict]:
     """The replies the reply box offers on ``ticket``, rendered for it."""
-    context = request.app[CONTEXT]
-    ctx = ActionContext(context.runtime, context.composer)
+    ctx = request.app[CONTEXT].actions()
     return [
         {
             "id": reply.id,

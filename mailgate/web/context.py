@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailgate.actions import ActionContext
 from mailgate.db.nodes import NodeHeartbeat
 from mailgate.health import Problem, local_problems
 from mailgate.intake.imap import ImapIntake
@@ -45,6 +46,10 @@ class WebContext:
     reprocess: Callable[[list[int] | None], Awaitable[Counter[str]]] | None = None
     # A ticket changed: the SLA timer stores its state now, not at its next round.
     wake_sla: Callable[[], None] = lambda: None
+
+    def actions(self) -> ActionContext:
+        """What the ticket actions (web pages and API alike) act with."""
+        return ActionContext(self.runtime, self.composer)
 
 
 def own_problems(context: WebContext) -> list[Problem]:

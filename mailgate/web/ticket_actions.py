@@ -15,7 +15,6 @@ from aiohttp import web
 
 from mailgate.actions import (
     UNSET,
-    ActionContext,
     ActionError,
     NewAttachment,
     add_note,
@@ -50,7 +49,7 @@ async def _act(request: web.Request, perform) -> web.StreamResponse:
     agent = signed_in_agent(request)
     form = await request.post()
     context = request.app[CONTEXT]
-    ctx = ActionContext(context.runtime, context.composer)
+    ctx = context.actions()
     code = request.match_info["code"]
     try:
         async with sessions(context.engine).begin() as session:
