@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mailgate.config import Settings
@@ -36,6 +36,16 @@ from mailgate.sla.tickets import TicketSla, tickets_sla
 
 RUNNING = ("new", "open")  # the status categories in which the clock runs
 BATCH = 500
+# Each ticket's state, written only if the ticket did not change since it was read.
+_STORE = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("b_id"), Ticket.updated_at == bindparam("b_seen"))
+    .values(
+        sla_due_at=bindparam("b_due"),
+        sla_breached=bindparam("b_breached"),
+        sla_seen_at=bindparam("b_seen"),
+    )
+)
 
 
 def clock_runs(settings: Settings, ticket: Ticket) -> bool:
@@ -57,19 +67,20 @@ async def store(
     """Work out and store the state of ``tickets`` (each only if it did not change
     since it was read); returns their SLA state."""
     slas = await tickets_sla(session, settings, tickets, now)
-    for ticket in tickets:
-        sla = slas[ticket.id]
-        await session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.updated_at == ticket.updated_at)
-            .values(
-                sla_due_at=due_at(settings, ticket, sla),
-                sla_breached=",".join(sla.due.breached) if sla else "",
-                sla_seen_at=ticket.updated_at,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    if tickets:  # one statement for the batch, not one per ticket
+        params = [_state(settings, ticket, slas[ticket.id]) for ticket in tickets]
+        await (await session.connection()).execute(_STORE, params)
     return slas
+
+
+def _state(settings: Settings, ticket: Ticket, sla: TicketSla | None) -> dict:
+    """Bind values of ``_STORE`` for ``ticket``."""
+    return {
+        "b_id": ticket.id,
+        "b_seen": ticket.updated_at,
+        "b_due": due_at(settings, ticket, sla),
+        "b_breached": ",".join(sla.due.breached) if sla else "",
+    }
 
 
 def stale_tickets():
